@@ -1,0 +1,170 @@
+//! Publish API authentication: HTTP Basic and Bearer JWT (HS256), both off by default.
+//!
+//! Pushpin has none (it binds the publish port to localhost); Fastly Fanout and the GRIP client
+//! libraries send `Authorization: Basic ...` or `Authorization: Bearer <JWT signed with the key,
+//! claims iss and exp>`. Sans-IO: takes the header value, answers yes or why not.
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::config::{ConfigError, PublishConfig, decode_key};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("authorization required")]
+    Missing,
+    #[error("unsupported authorization scheme")]
+    Scheme,
+    #[error("invalid credentials")]
+    BadCredentials,
+    #[error("invalid token: {0}")]
+    BadToken(String),
+}
+
+pub struct PublishAuth {
+    basic: Option<Vec<u8>>,
+    jwt: Option<(DecodingKey, Validation)>,
+}
+
+impl PublishAuth {
+    pub fn from_config(c: &PublishConfig) -> Result<PublishAuth, ConfigError> {
+        let jwt = match &c.jwt_key {
+            Some(key) => {
+                let key = decode_key(key)?;
+                let mut v = Validation::new(Algorithm::HS256);
+                v.set_required_spec_claims(&["exp"]);
+                v.leeway = 5;
+                v.validate_aud = false;
+                if let Some(iss) = &c.jwt_iss {
+                    v.set_issuer(&[iss]);
+                }
+                Some((DecodingKey::from_secret(&key), v))
+            }
+            None => None,
+        };
+        Ok(PublishAuth {
+            basic: c.basic_auth.as_ref().map(|s| s.as_bytes().to_vec()),
+            jwt,
+        })
+    }
+
+    pub fn required(&self) -> bool {
+        self.basic.is_some() || self.jwt.is_some()
+    }
+
+    /// Checks an `Authorization` header value (None: header absent).
+    pub fn check(&self, authorization: Option<&[u8]>) -> Result<(), AuthError> {
+        if !self.required() {
+            return Ok(());
+        }
+        let value = authorization.ok_or(AuthError::Missing)?;
+        let value = std::str::from_utf8(value)
+            .map_err(|_| AuthError::Scheme)?
+            .trim();
+        let (scheme, rest) = value.split_once(' ').ok_or(AuthError::Scheme)?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let expected = self.basic.as_deref().ok_or(AuthError::Scheme)?;
+            let given = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .map_err(|_| AuthError::BadCredentials)?;
+            return if constant_time_eq(&given, expected) {
+                Ok(())
+            } else {
+                Err(AuthError::BadCredentials)
+            };
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let (key, validation) = self.jwt.as_ref().ok_or(AuthError::Scheme)?;
+            return jsonwebtoken::decode::<serde_json::Value>(rest, key, validation)
+                .map(|_| ())
+                .map_err(|e| AuthError::BadToken(e.to_string()));
+        }
+        Err(AuthError::Scheme)
+    }
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn auth(basic: Option<&str>, key: Option<&str>, iss: Option<&str>) -> PublishAuth {
+        let c = PublishConfig {
+            basic_auth: basic.map(String::from),
+            jwt_key: key.map(String::from),
+            jwt_iss: iss.map(String::from),
+            ..PublishConfig::default()
+        };
+        PublishAuth::from_config(&c).unwrap()
+    }
+
+    fn token(key: &[u8], iss: &str, exp_offset: i64) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let claims = serde_json::json!({"iss": iss, "exp": now + exp_offset});
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(key)).unwrap()
+    }
+
+    #[test]
+    fn off_by_default() {
+        assert!(auth(None, None, None).check(None).is_ok());
+    }
+
+    #[test]
+    fn basic() {
+        let a = auth(Some("user:secret"), None, None);
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("user:secret")
+        );
+        let bad = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("user:nope")
+        );
+        assert!(a.check(Some(good.as_bytes())).is_ok());
+        assert_eq!(
+            a.check(Some(bad.as_bytes())),
+            Err(AuthError::BadCredentials)
+        );
+        assert_eq!(a.check(None), Err(AuthError::Missing));
+        assert_eq!(a.check(Some(b"Bearer x")), Err(AuthError::Scheme));
+    }
+
+    #[test]
+    fn bearer_checks_signature_expiry_and_issuer() {
+        let a = auth(None, Some("k3y"), Some("pub"));
+        let ok = format!("Bearer {}", token(b"k3y", "pub", 600));
+        assert!(a.check(Some(ok.as_bytes())).is_ok());
+        let expired = format!("Bearer {}", token(b"k3y", "pub", -600));
+        assert!(matches!(
+            a.check(Some(expired.as_bytes())),
+            Err(AuthError::BadToken(_))
+        ));
+        let wrong_key = format!("Bearer {}", token(b"other", "pub", 600));
+        assert!(matches!(
+            a.check(Some(wrong_key.as_bytes())),
+            Err(AuthError::BadToken(_))
+        ));
+        let wrong_iss = format!("Bearer {}", token(b"k3y", "someone", 600));
+        assert!(matches!(
+            a.check(Some(wrong_iss.as_bytes())),
+            Err(AuthError::BadToken(_))
+        ));
+        assert!(matches!(
+            a.check(Some(b"Bearer garbage")),
+            Err(AuthError::BadToken(_))
+        ));
+    }
+}

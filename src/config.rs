@@ -1,0 +1,430 @@
+//! Configuration: the TOML file, its defaults, and the command-line overrides.
+//!
+//! Every limit holdfast enforces is a field here with a documented default; `config/holdfast.toml`
+//! repeats each key with the same default. Unknown keys are an error so a typo never silently
+//! falls back to a default. This module reads no sockets; it only parses text and validates values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default configuration, compiled in: used when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/holdfast.toml");
+
+/// Everything holdfast is configured with.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub http: HttpConfig,
+    pub origin: OriginConfig,
+    pub grip: GripConfig,
+    pub hold: HoldConfig,
+    pub publish: PublishConfig,
+    pub log: LogConfig,
+}
+
+/// Which io_uring/epoll driver the workers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverChoice {
+    /// io_uring when the kernel supports it, otherwise the legacy (epoll) driver.
+    #[default]
+    Auto,
+    /// io_uring only: start-up fails if it is unavailable.
+    Uring,
+    /// The legacy (epoll) driver.
+    Legacy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Client listeners (HTTP/1.1 and WebSocket). Each worker binds its own SO_REUSEPORT socket.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads, one per core. 0 means the number of CPUs.
+    pub workers: usize,
+    /// Pin worker N to CPU N (modulo the CPU count).
+    pub pin_workers: bool,
+    pub driver: DriverChoice,
+    /// io_uring submission queue entries per worker.
+    pub uring_entries: u32,
+    /// Client connections one worker holds at most; past it new connections get 503 and are closed.
+    pub connections_max_per_worker: usize,
+    /// Listen backlog of each listening socket.
+    pub listen_backlog: i32,
+    /// Routes file in Pushpin's syntax. Relative paths are relative to the config file.
+    pub routes_file: Option<PathBuf>,
+    /// Routes given inline (same syntax); used when `routes_file` is not set.
+    pub routes: String,
+    /// How long shutdown waits for connections to finish, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 7999))],
+            workers: 0,
+            pin_workers: true,
+            driver: DriverChoice::Auto,
+            uring_entries: 4096,
+            connections_max_per_worker: 1_000_000,
+            listen_backlog: 4096,
+            routes_file: None,
+            routes: "* 127.0.0.1:8080\n".to_string(),
+            shutdown_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Limits and timeouts on the client side of HTTP/1.1.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Request line plus headers, in bytes; past it: 431.
+    pub header_bytes_max: usize,
+    /// Number of request headers; past it: 431.
+    pub headers_count_max: usize,
+    /// Request body, in bytes; past it: 413.
+    pub body_bytes_max: usize,
+    /// Time allowed to receive a whole request head, from its first byte.
+    pub header_timeout_ms: u64,
+    /// Time an idle keep-alive connection waits for its next request.
+    pub keepalive_timeout_ms: u64,
+    /// Size of the per-worker pooled read buffers.
+    pub read_buffer_bytes: usize,
+    /// Pooled buffers a worker keeps for reuse.
+    pub buffer_pool_max: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_bytes_max: 16_384,
+            headers_count_max: 100,
+            body_bytes_max: 1_000_000,
+            header_timeout_ms: 10_000,
+            keepalive_timeout_ms: 60_000,
+            read_buffer_bytes: 16_384,
+            buffer_pool_max: 1024,
+        }
+    }
+}
+
+/// The origin client: timeouts, limits and the keep-alive pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginConfig {
+    pub connect_timeout_ms: u64,
+    /// Time from the request being sent until the whole response head has arrived: past it, 504.
+    pub response_timeout_ms: u64,
+    pub response_header_bytes_max: usize,
+    /// A response carrying GRIP instructions is read whole before holding: its body limit.
+    pub instruct_body_bytes_max: usize,
+    /// Idle keep-alive connections kept per origin address.
+    pub pool_idle_max: usize,
+    /// An idle pooled connection older than this is not reused.
+    pub pool_idle_timeout_ms: u64,
+    /// Append the client address to X-Forwarded-For.
+    pub x_forwarded_for: bool,
+    /// Set X-Forwarded-Proto to the client's scheme.
+    pub x_forwarded_proto: bool,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        OriginConfig {
+            connect_timeout_ms: 5_000,
+            response_timeout_ms: 30_000,
+            response_header_bytes_max: 16_384,
+            instruct_body_bytes_max: 1_000_000,
+            pool_idle_max: 64,
+            pool_idle_timeout_ms: 30_000,
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+        }
+    }
+}
+
+/// GRIP: request signing and hold defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GripConfig {
+    /// `iss` claim of the Grip-Sig JWT.
+    pub sig_iss: String,
+    /// Key for Grip-Sig (HS256). `base64:` prefix means a base64-encoded binary key. Unset: no signing.
+    pub sig_key: Option<String>,
+    /// Channels one connection may subscribe to (Pushpin's connection_subscription_max).
+    pub channels_max: usize,
+    /// Long-poll hold timeout when the origin gives none, in seconds.
+    pub hold_timeout_default_secs: u32,
+}
+
+impl Default for GripConfig {
+    fn default() -> Self {
+        GripConfig {
+            sig_iss: "pushpin".to_string(),
+            sig_key: None,
+            channels_max: 20,
+            hold_timeout_default_secs: 55,
+        }
+    }
+}
+
+/// What happens to a subscriber whose outbound queue is over its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumerPolicy {
+    /// Close the connection (WebSocket: close 1008).
+    #[default]
+    Close,
+    /// Drop the messages that do not fit; the connection stays.
+    DropMessages,
+}
+
+/// Held connections: outbound queue limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HoldConfig {
+    /// Bytes queued for one connection that the client has not read yet.
+    pub outbox_bytes_max: usize,
+    pub slow_consumer: SlowConsumerPolicy,
+}
+
+impl Default for HoldConfig {
+    fn default() -> Self {
+        HoldConfig {
+            outbox_bytes_max: 4 * 1024 * 1024,
+            slow_consumer: SlowConsumerPolicy::Close,
+        }
+    }
+}
+
+/// The publish API listener and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    pub listen: SocketAddr,
+    pub header_bytes_max: usize,
+    pub body_bytes_max: usize,
+    pub items_max: usize,
+    /// Messages queued per worker inbox; a full inbox slows the publisher, it never drops.
+    pub inbox_capacity: usize,
+    /// Basic auth: `user:password`. Unset: Basic is not accepted.
+    pub basic_auth: Option<String>,
+    /// Bearer JWT key (HS256; `base64:` prefix for binary). Unset: Bearer is not accepted.
+    pub jwt_key: Option<String>,
+    /// Required `iss` claim of Bearer tokens, if set.
+    pub jwt_iss: Option<String>,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5561)),
+            header_bytes_max: 10_000,
+            body_bytes_max: 1_000_000,
+            items_max: 1_000,
+            inbox_capacity: 65_536,
+            basic_auth: None,
+            jwt_key: None,
+            jwt_iss: None,
+        }
+    }
+}
+
+impl PublishConfig {
+    /// Whether any publish authentication is configured.
+    pub fn auth_required(&self) -> bool {
+        self.basic_auth.is_some() || self.jwt_key.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `holdfast=debug`, ...). RUST_LOG overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config{}: {message}", origin_suffix(.path))]
+    Parse {
+        path: Option<PathBuf>,
+        message: String,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+fn origin_suffix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" {}", p.display()))
+        .unwrap_or_default()
+}
+
+impl Config {
+    /// Parses TOML text; `path` only labels errors and anchors a relative `routes_file`.
+    pub fn from_toml(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.map(Path::to_path_buf),
+            message: e.to_string(),
+        })?;
+        if let (Some(file), Some(dir)) = (&config.server.routes_file, path.and_then(Path::parent))
+            && file.is_relative()
+        {
+            config.server.routes_file = Some(dir.join(file));
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, Some(path))
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded() -> Config {
+        // The embedded text is part of the binary and covered by a unit test; it cannot fail here.
+        Config::from_toml(EMBEDDED_DEFAULT, None).unwrap_or_default()
+    }
+
+    /// Worker count with 0 resolved to the number of CPUs.
+    pub fn worker_count(&self) -> usize {
+        match self.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Checks values that parse but make no sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
+        if self.server.listen.is_empty() {
+            return bad("server.listen is empty");
+        }
+        if self.http.header_bytes_max < 64 {
+            return bad("http.header_bytes_max must be at least 64");
+        }
+        if self.http.read_buffer_bytes < 1024 {
+            return bad("http.read_buffer_bytes must be at least 1024");
+        }
+        if self.publish.inbox_capacity == 0 {
+            return bad("publish.inbox_capacity must be at least 1");
+        }
+        if self.grip.channels_max == 0 {
+            return bad("grip.channels_max must be at least 1");
+        }
+        if self.hold.outbox_bytes_max < 1024 {
+            return bad("hold.outbox_bytes_max must be at least 1024");
+        }
+        if let Some(auth) = &self.publish.basic_auth
+            && !auth.contains(':')
+        {
+            return bad("publish.basic_auth must be user:password");
+        }
+        Ok(())
+    }
+
+    /// The routes text: the routes file's contents if one is set, else the inline routes.
+    pub fn routes_text(&self) -> Result<String, ConfigError> {
+        match &self.server.routes_file {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            }),
+            None => Ok(self.server.routes.clone()),
+        }
+    }
+}
+
+/// Decodes a key given as text: `base64:` prefix means base64-encoded binary, else the UTF-8 bytes.
+pub fn decode_key(text: &str) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine;
+    match text.strip_prefix("base64:") {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| ConfigError::Invalid(format!("key is not valid base64: {e}"))),
+        None => Ok(text.as_bytes().to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_validates() {
+        let c = Config::from_toml(EMBEDDED_DEFAULT, None).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.publish.listen.port(), 5561);
+        assert_eq!(c.grip.channels_max, 20);
+    }
+
+    #[test]
+    fn embedded_file_matches_code_defaults() {
+        let file = Config::from_toml(EMBEDDED_DEFAULT, None).unwrap();
+        let code = Config::default();
+        assert_eq!(format!("{:?}", file.http), format!("{:?}", code.http));
+        assert_eq!(format!("{:?}", file.origin), format!("{:?}", code.origin));
+        assert_eq!(format!("{:?}", file.hold), format!("{:?}", code.hold));
+        assert_eq!(format!("{:?}", file.publish), format!("{:?}", code.publish));
+        assert_eq!(format!("{:?}", file.grip), format!("{:?}", code.grip));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = Config::from_toml("[http]\nheader_bytes_mx = 5\n", None).unwrap_err();
+        assert!(err.to_string().contains("header_bytes_mx"), "{err}");
+    }
+
+    #[test]
+    fn relative_routes_file_is_anchored_at_config_dir() {
+        let c = Config::from_toml(
+            "[server]\nroutes_file = \"routes\"\n",
+            Some(Path::new("/etc/holdfast/holdfast.toml")),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.routes_file.as_deref(),
+            Some(Path::new("/etc/holdfast/routes"))
+        );
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        let mut c = Config::default();
+        c.publish.basic_auth = Some("nocolon".into());
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.server.listen.clear();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn decode_key_handles_base64_prefix() {
+        assert_eq!(decode_key("changeme").unwrap(), b"changeme");
+        assert_eq!(decode_key("base64:aGVsbG8=").unwrap(), b"hello");
+        assert!(decode_key("base64:***").is_err());
+    }
+}

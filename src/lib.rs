@@ -1,0 +1,19 @@
+//! holdfast: a thread-per-core io_uring GRIP proxy, a drop-in alternative to Pushpin.
+//!
+//! Data flow (see ARCHITECTURE.md): `runtime` accepts clients on every worker, `proxy` sends
+//! requests to the origin (`origin`), `proto::grip` reads its instructions and `hold` keeps the
+//! connection subscribed in the worker's `hub::channels`. The publish API (`runtime::publish_api`)
+//! validates items once (`proto::publish`), encodes them once (`hub::delivery`) and queues them in
+//! every worker's `hub::inbox`; each worker fans them out to its own subscribers.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod hub;
+pub mod origin;
+pub mod proto;
+pub mod routes;
+pub mod runtime;
+
+pub use config::Config;
+pub use runtime::server::{Server, StartError};

@@ -1,0 +1,152 @@
+//! The holdfast command line: run the proxy, run the demo, or check a config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use holdfast::demo::DemoOrigin;
+use holdfast::{Config, Server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "holdfast",
+    version,
+    about = "A thread-per-core GRIP proxy (Pushpin-compatible)"
+)]
+struct Cli {
+    /// TOML config file; without it the embedded default config is used.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Client listen address (repeatable); replaces server.listen.
+    #[arg(long = "listen", global = true)]
+    listen: Vec<SocketAddr>,
+    /// Publish API listen address; replaces publish.listen.
+    #[arg(long, global = true)]
+    publish_listen: Option<SocketAddr>,
+    /// Routes file (Pushpin syntax); replaces server.routes_file.
+    #[arg(long, global = true)]
+    routes: Option<PathBuf>,
+    /// Worker threads (0 = one per CPU).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    /// Grip-Sig signing key (`base64:` prefix for binary keys).
+    #[arg(long, global = true)]
+    sig_key: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Run the proxy in front of the bundled demo origin.
+    Demo {
+        /// Where the demo origin listens.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        origin_listen: SocketAddr,
+    },
+    /// Validate the config and routes, then exit.
+    CheckConfig,
+}
+
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::embedded(),
+    };
+    if !cli.listen.is_empty() {
+        config.server.listen = cli.listen.clone();
+    }
+    if let Some(addr) = cli.publish_listen {
+        config.publish.listen = addr;
+    }
+    if let Some(routes) = &cli.routes {
+        config.server.routes_file = Some(routes.clone());
+    }
+    if let Some(n) = cli.workers {
+        config.server.workers = n;
+    }
+    if let Some(key) = &cli.sig_key {
+        config.grip.sig_key = Some(key.clone());
+    }
+    Ok(config)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_signal() -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!("signal {sig}: stopping");
+    }
+    Ok(())
+}
+
+fn run(config: Config, demo: Option<DemoOrigin>) -> Result<(), String> {
+    let server = Server::start(config).map_err(|e| e.to_string())?;
+    if let Some(d) = &demo {
+        let http = server.http_addrs.first().map(|a| a.port()).unwrap_or(7999);
+        println!("holdfast demo: origin on {}, proxy on port {http}", d.addr);
+        println!("  watch:    curl -N http://127.0.0.1:{http}/stream   (also /sse, /response)");
+        println!(
+            "  publish:  curl -d '{{\"items\":[{{\"channel\":\"test\",\"formats\":{{\"http-stream\":{{\"content\":\"hello\\n\"}}}}}}]}}' http://{}/publish/",
+            server.publish_addr
+        );
+    }
+    let waited = wait_for_signal();
+    server.shutdown();
+    if let Some(d) = demo {
+        d.stop();
+    }
+    waited
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("holdfast: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log.level);
+    let result = match &cli.command {
+        None | Some(Command::Run) => run(config, None),
+        Some(Command::CheckConfig) => holdfast::runtime::server::check(&config)
+            .map(|plan| println!("config OK: {} routes", plan.table.routes.len()))
+            .map_err(|e| e.to_string()),
+        Some(Command::Demo { origin_listen }) => match DemoOrigin::start(*origin_listen) {
+            Ok(origin) => {
+                config.server.routes_file = None;
+                config.server.routes = format!("* {}\n", origin.addr);
+                run(config, Some(origin))
+            }
+            Err(e) => Err(format!("cannot start the demo origin: {e}")),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("holdfast: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! One HTTP/1.1 exchange with an origin over a pooled or fresh connection.
+//!
+//! Targets are tried in order; an idle pooled connection that turns out to be closed is retried
+//! once on a fresh connection (the request never reached the origin). Connect and response-head
+//! timeouts map to 502/504 for the client. The caller reads the body and returns the connection
+//! to the pool only when the whole response was consumed and the origin allows keep-alive.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::proto::http1::{self, BodyDecoder, HeadLimits, Http1Error, Parsed, ResponseHead};
+use crate::runtime::worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    #[error("cannot connect to origin {addr}: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("connecting to origin {0} timed out")]
+    ConnectTimeout(SocketAddr),
+    #[error("origin {0} sent no response head in time")]
+    Timeout(SocketAddr),
+    #[error("origin {0} closed the connection without a response")]
+    Closed(SocketAddr),
+    #[error("I/O error with origin {addr}: {source}")]
+    Io { addr: SocketAddr, source: io::Error },
+    #[error("invalid response from origin {addr}: {source}")]
+    Invalid {
+        addr: SocketAddr,
+        source: Http1Error,
+    },
+    #[error("origin {addr} response body over {max} bytes")]
+    BodyTooLarge { addr: SocketAddr, max: usize },
+}
+
+impl OriginError {
+    /// The status the client receives.
+    pub fn status(&self) -> u16 {
+        match self {
+            OriginError::ConnectTimeout(_) | OriginError::Timeout(_) => 504,
+            _ => 502,
+        }
+    }
+}
+
+/// A response head from the origin plus the connection and any body bytes already read.
+pub struct OriginResponse {
+    pub head: ResponseHead,
+    pub addr: SocketAddr,
+    stream: TcpStream,
+    /// Bytes received after the head and not yet consumed.
+    pub buf: Vec<u8>,
+}
+
+/// Sends `request` (a complete HTTP/1.1 request) to the first target that answers.
+pub async fn send(
+    w: &Worker,
+    targets: &[Vec<SocketAddr>],
+    method: &str,
+    mut request: Vec<u8>,
+) -> Result<OriginResponse, OriginError> {
+    let mut last_err = None;
+    for addr in targets.iter().flatten().copied() {
+        let pooled = w.origins.borrow_mut().take(addr, w.now_ms());
+        if let Some(stream) = pooled {
+            match exchange(w, stream, addr, method, request).await {
+                Ok(resp) => return Ok(resp),
+                Err((_, e @ OriginError::Timeout(_))) => return Err(e),
+                // A stale pooled connection: the request never got a byte back; retry fresh.
+                Err((req, _)) => request = req,
+            }
+        }
+        let stream = match connect(w, addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{e}");
+                last_err = Some(e);
+                continue;
+            }
+        };
+        match exchange(w, stream, addr, method, request).await {
+            Ok(resp) => return Ok(resp),
+            Err((req, e)) => {
+                request = req;
+                if matches!(e, OriginError::Timeout(_)) {
+                    // The origin got the request and is slow: do not send it again elsewhere.
+                    return Err(e);
+                }
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or(OriginError::Closed(SocketAddr::from(([0, 0, 0, 0], 0)))))
+}
+
+async fn connect(w: &Worker, addr: SocketAddr) -> Result<TcpStream, OriginError> {
+    let timeout = Duration::from_millis(w.shared.config.origin.connect_timeout_ms);
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(source)) => Err(OriginError::Connect { addr, source }),
+        Err(_) => Err(OriginError::ConnectTimeout(addr)),
+    }
+}
+
+/// Writes the request and reads the response head; gives the request back on failure.
+async fn exchange(
+    w: &Worker,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    request: Vec<u8>,
+) -> Result<OriginResponse, (Vec<u8>, OriginError)> {
+    let (res, request) = stream.write_all(request).await;
+    if let Err(source) = res {
+        return Err((request, OriginError::Io { addr, source }));
+    }
+    let cfg = &w.shared.config.origin;
+    let limits = HeadLimits {
+        bytes_max: cfg.response_header_bytes_max,
+        headers_max: w.shared.config.http.headers_count_max.max(100),
+    };
+    let timeout = Duration::from_millis(cfg.response_timeout_ms);
+    let buf = w.bufs.take();
+    match monoio::time::timeout(timeout, read_head(&mut stream, addr, buf, limits, method)).await {
+        Ok(Ok((head, buf))) => Ok(OriginResponse {
+            head,
+            addr,
+            stream,
+            buf,
+        }),
+        Ok(Err(e)) => Err((request, e)),
+        Err(_) => Err((request, OriginError::Timeout(addr))),
+    }
+}
+
+async fn read_head(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    mut buf: Vec<u8>,
+    limits: HeadLimits,
+    method: &str,
+) -> Result<(ResponseHead, Vec<u8>), OriginError> {
+    loop {
+        let n = read_into(stream, &mut buf)
+            .await
+            .map_err(|source| OriginError::Io { addr, source })?;
+        if n == 0 {
+            return Err(OriginError::Closed(addr));
+        }
+        match http1::parse_response(&buf, limits, method) {
+            Ok(Parsed::Complete(head, used)) if head.code >= 200 || head.code == 101 => {
+                buf.drain(..used);
+                return Ok((head, buf));
+            }
+            // An interim 1xx (e.g. 100 Continue): skip it and wait for the final head.
+            Ok(Parsed::Complete(_, used)) => {
+                buf.drain(..used);
+            }
+            Ok(Parsed::NeedMore) => {}
+            Err(source) => return Err(OriginError::Invalid { addr, source }),
+        }
+    }
+}
+
+/// Appends one read's worth of bytes to `buf`; returns the count (0 at end of stream).
+async fn read_into(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(16 * 1024);
+    }
+    let owned = std::mem::take(buf);
+    let (len, cap) = (owned.len(), owned.capacity());
+    let (res, slice) = stream.read(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+impl OriginResponse {
+    /// Reads more body bytes into `self.buf`; 0 means the origin closed the connection.
+    pub async fn read_more(&mut self) -> io::Result<usize> {
+        read_into(&mut self.stream, &mut self.buf).await
+    }
+
+    /// Reads the whole body (used when the response carries GRIP instructions).
+    pub async fn read_body(&mut self, max: usize, timeout_ms: u64) -> Result<Vec<u8>, OriginError> {
+        let addr = self.addr;
+        let work = async {
+            let mut decoder = BodyDecoder::new(self.head.body);
+            let mut body = Vec::new();
+            loop {
+                let p = decoder
+                    .decode(&self.buf, &mut body)
+                    .map_err(|source| OriginError::Invalid { addr, source })?;
+                self.buf.drain(..p.consumed);
+                if body.len() > max {
+                    return Err(OriginError::BodyTooLarge { addr, max });
+                }
+                if p.done {
+                    return Ok(body);
+                }
+                let n = self
+                    .read_more()
+                    .await
+                    .map_err(|source| OriginError::Io { addr, source })?;
+                if n == 0 {
+                    decoder
+                        .finish_at_eof()
+                        .map_err(|source| OriginError::Invalid { addr, source })?;
+                    return Ok(body);
+                }
+            }
+        };
+        match monoio::time::timeout(Duration::from_millis(timeout_ms), work).await {
+            Ok(r) => r,
+            Err(_) => Err(OriginError::Timeout(addr)),
+        }
+    }
+
+    /// Returns the connection to the pool when it can carry another request, and the read
+    /// buffer to the worker's pool.
+    pub fn finish(self, w: &Worker, body_complete: bool) {
+        let OriginResponse {
+            head,
+            addr,
+            stream,
+            buf,
+        } = self;
+        if body_complete && head.keep_alive && buf.is_empty() {
+            w.origins.borrow_mut().put(addr, stream, w.now_ms());
+        }
+        w.bufs.give(buf);
+    }
+}

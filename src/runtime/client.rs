@@ -1,0 +1,281 @@
+//! A client connection's task: reads requests in order (keep-alive, pipelining), enforces the
+//! head/body limits and timeouts, and hands each request to `proxy`.
+//!
+//! Waiting is always "readable, or the worker posted an event" (events carry timer expiry,
+//! deliveries that need the task, shutdown). The read buffer is borrowed from the worker's pool
+//! only while there are bytes to parse, so an idle keep-alive connection owns none.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use monoio::buf::{IoBufMut, SliceMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::conns::ev;
+use super::proxy;
+use super::worker::Worker;
+use crate::hub::ConnId;
+use crate::proto::http1::{self, BodyKind, HeadLimits, Parsed, RequestHead};
+
+/// What woke a waiting connection.
+pub enum Wake {
+    Readable,
+    Writable,
+    Events(u8),
+}
+
+/// Why reading from the client stopped.
+#[derive(Debug)]
+pub enum ReadStop {
+    /// The client closed its side.
+    Eof,
+    TimedOut,
+    /// Shutdown, a dead socket, or an I/O error: close without answering.
+    Gone,
+}
+
+/// A request that cannot be served: the status and a short reason for the client and the log.
+#[derive(Debug)]
+pub struct ClientError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ClientError {
+    pub fn new(status: u16, message: impl Into<String>) -> ClientError {
+        ClientError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// After a request: serve the next one, or close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    KeepAlive,
+    Close,
+}
+
+pub struct ClientConn {
+    pub w: Rc<Worker>,
+    pub id: ConnId,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Unparsed bytes from the client; None while there are none.
+    inbuf: Option<Vec<u8>>,
+}
+
+/// Serves one accepted client connection to the end.
+pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+    let Some(id) = w.register(stream.as_raw_fd()) else {
+        reject_over_limit(&w, stream).await;
+        return;
+    };
+    let mut conn = ClientConn {
+        w: w.clone(),
+        id,
+        stream,
+        peer,
+        inbuf: None,
+    };
+    conn.run().await;
+    if let Some(buf) = conn.inbuf.take() {
+        w.bufs.give(buf);
+    }
+    // Unregister before the socket closes so the fan-out never writes to a reused fd.
+    w.unregister(id);
+}
+
+async fn reject_over_limit(w: &Worker, mut stream: TcpStream) {
+    w.stats.rejected.set(w.stats.rejected.get() + 1);
+    tracing::warn!(
+        worker = w.index,
+        "connection limit reached: refusing a connection with 503"
+    );
+    let body = b"Too many connections\n";
+    let resp = http1::simple_response(503, "text/plain", &[], body, true);
+    let _ = stream.write_all(resp).await;
+}
+
+impl ClientConn {
+    async fn run(&mut self) {
+        loop {
+            let head = match self.read_head().await {
+                Ok(head) => head,
+                Err(Ok(stop)) => {
+                    if matches!(stop, ReadStop::TimedOut) && self.has_pending_bytes() {
+                        self.send_error(&ClientError::new(408, "request head timed out"))
+                            .await;
+                    }
+                    return;
+                }
+                Err(Err(e)) => {
+                    tracing::info!(peer = %self.peer, "bad request: {}", e.message);
+                    self.send_error(&e).await;
+                    return;
+                }
+            };
+            if proxy::handle(self, head).await == Outcome::Close || self.w.is_stopping() {
+                return;
+            }
+        }
+    }
+
+    fn has_pending_bytes(&self) -> bool {
+        self.inbuf.as_ref().is_some_and(|b| !b.is_empty())
+    }
+
+    /// Gives the read buffer back to the pool when it holds nothing.
+    pub fn release_idle_buffer(&mut self) {
+        if self.inbuf.as_ref().is_some_and(|b| b.is_empty())
+            && let Some(buf) = self.inbuf.take()
+        {
+            self.w.bufs.give(buf);
+        }
+    }
+
+    /// Reads the next request head: Ok, a reason to stop quietly, or an error to answer.
+    async fn read_head(&mut self) -> Result<RequestHead, Result<ReadStop, ClientError>> {
+        let w = self.w.clone();
+        let cfg = &w.shared.config.http;
+        let limits = HeadLimits {
+            bytes_max: cfg.header_bytes_max,
+            headers_max: cfg.headers_count_max,
+        };
+        let mut deadline = w.now_ms() + cfg.keepalive_timeout_ms;
+        let mut started = false;
+        loop {
+            if let Some(buf) = self.inbuf.as_mut().filter(|b| !b.is_empty()) {
+                match http1::parse_request(buf, limits) {
+                    Ok(Parsed::Complete(head, used)) => {
+                        buf.drain(..used);
+                        return Ok(head);
+                    }
+                    Ok(Parsed::NeedMore) => {}
+                    Err(e) => return Err(Err(ClientError::new(e.status(), e.to_string()))),
+                }
+                if !started {
+                    // The head timeout runs from the first byte: a slowloris client that sends
+                    // one byte at a time is cut off at header_timeout_ms, not kept forever.
+                    started = true;
+                    deadline = w.now_ms() + cfg.header_timeout_ms;
+                }
+            }
+            match self.read_some(deadline).await {
+                Ok(0) => return Err(Ok(ReadStop::Eof)),
+                Ok(_) => {}
+                Err(stop) => return Err(Ok(stop)),
+            }
+        }
+    }
+
+    /// Waits (until `deadline_ms`) for bytes from the client and appends them to the buffer.
+    pub async fn read_some(&mut self, deadline_ms: u64) -> Result<usize, ReadStop> {
+        loop {
+            self.release_idle_buffer();
+            self.w.schedule(self.id, deadline_ms);
+            match self.wait(true, false).await {
+                Ok(Wake::Readable) => return self.read_now().await,
+                Ok(Wake::Writable) => {}
+                Ok(Wake::Events(e)) => {
+                    if e & (ev::SHUTDOWN | ev::DEAD) != 0 {
+                        return Err(ReadStop::Gone);
+                    }
+                    if self.w.now_ms() >= deadline_ms {
+                        return Err(ReadStop::TimedOut);
+                    }
+                }
+                Err(_) => return Err(ReadStop::Gone),
+            }
+        }
+    }
+
+    /// Reads once into the (pooled) buffer; the socket is known to be readable.
+    pub async fn read_now(&mut self) -> Result<usize, ReadStop> {
+        let mut buf = self.inbuf.take().unwrap_or_else(|| self.w.bufs.take());
+        if buf.len() == buf.capacity() {
+            buf.reserve(self.w.bufs.buffer_size());
+        }
+        let (len, cap) = (buf.len(), buf.capacity());
+        let slice: SliceMut<Vec<u8>> = buf.slice_mut(len..cap);
+        let (res, slice) = self.stream.read(slice).await;
+        self.inbuf = Some(slice.into_inner());
+        res.map_err(|_| ReadStop::Gone)
+    }
+
+    /// Waits for readability (if `read`), writability (if `write`) or worker events.
+    pub async fn wait(&self, read: bool, write: bool) -> io::Result<Wake> {
+        let w = &self.w;
+        let id = self.id;
+        let events = std::future::poll_fn(|cx| w.poll_events(id, cx));
+        monoio::select! {
+            e = events => Ok(Wake::Events(e)),
+            r = self.stream.readable(false), if read => r.map(|_| Wake::Readable),
+            r = self.stream.writable(false), if write => r.map(|_| Wake::Writable),
+        }
+    }
+
+    /// The buffered, unparsed client bytes (for body reading).
+    pub fn inbuf(&mut self) -> &mut Vec<u8> {
+        self.inbuf.get_or_insert_with(Vec::new)
+    }
+
+    /// Reads a whole request body within the configured size limit.
+    pub async fn read_body(&mut self, head: &RequestHead) -> Result<Vec<u8>, ClientError> {
+        let max = self.w.shared.config.http.body_bytes_max;
+        let timeout = self.w.shared.config.http.header_timeout_ms;
+        if let BodyKind::Length(n) = head.body
+            && n > max as u64
+        {
+            return Err(ClientError::new(
+                413,
+                format!("request body over {max} bytes"),
+            ));
+        }
+        if head.expect_continue && head.body != BodyKind::None && !self.has_pending_bytes() {
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
+                .await
+                .map_err(|_| ClientError::new(400, "client went away"))?;
+        }
+        let mut decoder = http1::BodyDecoder::new(head.body);
+        let mut body = Vec::new();
+        loop {
+            let buf = self.inbuf();
+            let progress = decoder
+                .decode(buf, &mut body)
+                .map_err(|e| ClientError::new(e.status(), e.to_string()))?;
+            buf.drain(..progress.consumed);
+            if body.len() > max {
+                return Err(ClientError::new(
+                    413,
+                    format!("request body over {max} bytes"),
+                ));
+            }
+            if progress.done {
+                return Ok(body);
+            }
+            let deadline = self.w.now_ms() + timeout;
+            match self.read_some(deadline).await {
+                Ok(0) | Err(_) => return Err(ClientError::new(400, "request body incomplete")),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Writes bytes to the client (non-held connections; held ones use the outbox).
+    pub async fn write(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+        let (res, _) = self.stream.write_all(bytes).await;
+        res.map(|_| ())
+    }
+
+    /// Answers with an error status and a one-line text body, then the connection closes.
+    pub async fn send_error(&mut self, e: &ClientError) {
+        let body = format!("{}\n", e.message);
+        let resp = http1::simple_response(e.status, "text/plain", &[], body.as_bytes(), true);
+        let _ = self.write(resp).await;
+    }
+}

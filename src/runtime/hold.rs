@@ -1,0 +1,291 @@
+//! A held request: long-poll (`Grip-Hold: response`) and streaming (`Grip-Hold: stream`, SSE).
+//!
+//! While held, the connection's task sleeps on "client readable (it left?) or worker event"; the
+//! fan-out writes stream content straight from the worker. The task wakes only for the answer of
+//! a long-poll, a timer (hold timeout, keep-alive), a `close`, a full socket, or shutdown.
+
+use bytes::Bytes;
+
+use super::client::{ClientConn, Outcome, Wake};
+use super::conns::{Sink, ev};
+use crate::hub::delivery::{Delivery, ResponsePayload};
+use crate::proto::grip::{HoldMode, KeepAlive, KeepAliveMode};
+use crate::proto::http1::{self, LAST_CHUNK, RequestHead, Version};
+
+/// Everything a hold needs, derived from the origin's answer.
+pub struct HoldSpec {
+    /// None: no hold, just answer with the response below.
+    pub mode: Option<HoldMode>,
+    /// Full channel names (route prefix applied), at most `grip.channels_max`.
+    pub channels: Vec<String>,
+    pub timeout_secs: u32,
+    pub keep_alive: Option<KeepAlive>,
+    /// The response the client sees first (stream) or on timeout (response).
+    pub code: u16,
+    pub reason: String,
+    /// Client-visible headers, without Content-Length or framing headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+pub async fn run(conn: &mut ClientConn, req: &RequestHead, spec: HoldSpec) -> Outcome {
+    match spec.mode {
+        Some(HoldMode::Response) => hold_response(conn, req, spec).await,
+        Some(HoldMode::Stream) => hold_stream(conn, req, spec).await,
+        None => {
+            let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
+            finish_with(conn, req, resp).await
+        }
+    }
+}
+
+/// A complete response: the hold's headers, `overrides` replacing same-named ones, the body with
+/// its length, and `Connection: close` if the client will not reuse the connection.
+fn full_response(
+    spec: &HoldSpec,
+    code: u16,
+    reason: &str,
+    overrides: &[(String, String)],
+    body: &[u8],
+    req: &RequestHead,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    http1::encode_status_line(&mut out, Version::Http11, code, reason);
+    for (name, value) in &spec.headers {
+        if !overrides.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            http1::encode_header(&mut out, name, value);
+        }
+    }
+    for (name, value) in overrides {
+        if !http1::is_hop_by_hop(name) && !name.eq_ignore_ascii_case("content-length") {
+            http1::encode_header(&mut out, name, value.as_bytes());
+        }
+    }
+    http1::encode_header(
+        &mut out,
+        "Content-Length",
+        body.len().to_string().as_bytes(),
+    );
+    if !req.keep_alive {
+        http1::encode_header(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+async fn finish_with(conn: &mut ClientConn, req: &RequestHead, resp: Vec<u8>) -> Outcome {
+    match conn.write(resp).await {
+        Ok(()) if req.keep_alive => Outcome::KeepAlive,
+        _ => Outcome::Close,
+    }
+}
+
+/// Long-poll: wait for the first `http-response` publish or the timeout.
+async fn hold_response(conn: &mut ClientConn, req: &RequestHead, spec: HoldSpec) -> Outcome {
+    let w = conn.w.clone();
+    let id = conn.id;
+    w.subscribe(id, &spec.channels, Sink::Response);
+    let deadline = w.now_ms() + u64::from(spec.timeout_secs) * 1000;
+    let header_max = w.shared.config.http.header_bytes_max;
+    loop {
+        w.schedule(id, deadline);
+        conn.release_idle_buffer();
+        // Bytes a client pipelines while held wait in the buffer, up to the head limit.
+        let read = conn.inbuf().len() < header_max;
+        let events = match conn.wait(read, false).await {
+            Ok(Wake::Readable) => match conn.read_now().await {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            },
+            Ok(Wake::Writable) => continue,
+            Ok(Wake::Events(e)) => e,
+            Err(_) => break,
+        };
+        if events & (ev::DEAD | ev::SHUTDOWN) != 0 {
+            break;
+        }
+        if events & ev::RESPONSE != 0 {
+            let answer = w
+                .conns
+                .borrow_mut()
+                .get_mut(id)
+                .and_then(|s| s.response.take());
+            if let Some(resp) = answer
+                .as_deref()
+                .and_then(|d| published_response(&spec, d, req))
+            {
+                w.unsubscribe_all(id);
+                return finish_with(conn, req, resp).await;
+            }
+        }
+        if w.now_ms() >= deadline {
+            w.unsubscribe_all(id);
+            let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
+            return finish_with(conn, req, resp).await;
+        }
+    }
+    w.unsubscribe_all(id);
+    Outcome::Close
+}
+
+fn published_response(spec: &HoldSpec, d: &Delivery, req: &RequestHead) -> Option<Vec<u8>> {
+    let Some(ResponsePayload::Send(r)) = &d.response else {
+        return None;
+    };
+    if r.body_patch.is_some() && r.body.is_empty() {
+        tracing::debug!("http-response body-patch is not supported yet: sending an empty body");
+    }
+    Some(full_response(
+        spec, r.code, &r.reason, &r.headers, &r.body, req,
+    ))
+}
+
+/// The head of a streamed response: chunked for HTTP/1.1 clients, close-delimited otherwise.
+fn stream_head(spec: &HoldSpec, chunked: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    http1::encode_status_line(&mut out, Version::Http11, spec.code, &spec.reason);
+    for (name, value) in &spec.headers {
+        http1::encode_header(&mut out, name, value);
+    }
+    if chunked {
+        http1::encode_header(&mut out, "Transfer-Encoding", b"chunked");
+    } else {
+        http1::encode_header(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn frame(data: &[u8], chunked: bool) -> Bytes {
+    if chunked {
+        let mut out = Vec::with_capacity(data.len() + 12);
+        http1::encode_chunk(&mut out, data);
+        Bytes::from(out)
+    } else {
+        Bytes::copy_from_slice(data)
+    }
+}
+
+/// Stream: send the head and initial body, then whatever is published, until the client leaves,
+/// a `close` arrives, or shutdown.
+async fn hold_stream(conn: &mut ClientConn, req: &RequestHead, spec: HoldSpec) -> Outcome {
+    let w = conn.w.clone();
+    let id = conn.id;
+    let chunked = req.version == Version::Http11;
+    let mut first = stream_head(&spec, chunked);
+    if chunked {
+        http1::encode_chunk(&mut first, &spec.body);
+    } else {
+        first.extend_from_slice(&spec.body);
+    }
+    // Queue the head and subscribe in one step: every publish from now on lands after it.
+    if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
+        slot.outbox.push(Bytes::from(first));
+    }
+    w.subscribe(id, &spec.channels, Sink::Stream { chunked });
+    let keep_alive = spec
+        .keep_alive
+        .as_ref()
+        .map(|k| KeepAliveTimer::new(k, w.now_ms()));
+    let outcome = stream_loop(conn, req, chunked, keep_alive).await;
+    w.unsubscribe_all(id);
+    outcome
+}
+
+/// Keep-alive data sent on a held stream (Grip-Keep-Alive).
+struct KeepAliveTimer {
+    data: Vec<u8>,
+    every_ms: u64,
+    mode: KeepAliveMode,
+    next_ms: u64,
+}
+
+impl KeepAliveTimer {
+    fn new(k: &KeepAlive, now_ms: u64) -> KeepAliveTimer {
+        let every_ms = u64::from(k.timeout_secs.max(1)) * 1000;
+        KeepAliveTimer {
+            data: k.data.clone(),
+            every_ms,
+            mode: k.mode,
+            next_ms: now_ms + every_ms,
+        }
+    }
+
+    /// Whether to send now; moves the next deadline. Idle mode counts from the last write.
+    fn due(&mut self, now_ms: u64, last_write_ms: u64) -> bool {
+        if self.mode == KeepAliveMode::Idle {
+            self.next_ms = self.next_ms.max(last_write_ms + self.every_ms);
+        }
+        if now_ms < self.next_ms {
+            return false;
+        }
+        self.next_ms = now_ms + self.every_ms;
+        true
+    }
+}
+
+async fn stream_loop(
+    conn: &mut ClientConn,
+    req: &RequestHead,
+    chunked: bool,
+    mut keep_alive: Option<KeepAliveTimer>,
+) -> Outcome {
+    let w = conn.w.clone();
+    let id = conn.id;
+    let header_max = w.shared.config.http.header_bytes_max;
+    let mut closing = false;
+    loop {
+        if !w.flush_conn(id) {
+            return Outcome::Close;
+        }
+        let (blocked, empty, last_write) = match w.conns.borrow().get(id) {
+            Some(s) => (s.write_blocked, s.outbox.is_empty(), s.last_write_ms),
+            None => return Outcome::Close,
+        };
+        if closing && empty {
+            return if chunked && req.keep_alive && !w.is_stopping() {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Close
+            };
+        }
+        if let Some(ka) = keep_alive.as_mut() {
+            if ka.due(w.now_ms(), last_write) && !closing {
+                queue_own(conn, frame(&ka.data, chunked));
+                continue;
+            }
+            w.schedule(id, ka.next_ms);
+        }
+        conn.release_idle_buffer();
+        let read = conn.inbuf().len() < header_max;
+        let events = match conn.wait(read, blocked).await {
+            Ok(Wake::Readable) => match conn.read_now().await {
+                Ok(n) if n > 0 => continue,
+                _ => return Outcome::Close,
+            },
+            Ok(Wake::Writable) => continue,
+            Ok(Wake::Events(e)) => e,
+            Err(_) => return Outcome::Close,
+        };
+        if events & ev::DEAD != 0 {
+            return Outcome::Close;
+        }
+        if events & ev::SHUTDOWN != 0 && !closing {
+            closing = true;
+            if chunked {
+                queue_own(conn, Bytes::from_static(LAST_CHUNK));
+            }
+        }
+        if events & ev::CLOSE != 0 {
+            closing = true;
+        }
+    }
+}
+
+/// Queues bytes this connection itself produced (keep-alive, closing chunk).
+fn queue_own(conn: &ClientConn, bytes: Bytes) {
+    if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
+        conn.w.queue(slot, conn.id, bytes);
+    }
+}

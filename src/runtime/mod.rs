@@ -1,0 +1,50 @@
+//! The thread-per-core runtime: start-up, workers, connection tasks, and the publish listener.
+//!
+//! `start` binds every socket first (so errors surface before anything runs), then starts one
+//! pinned worker thread per core, each a monoio runtime (io_uring, or epoll as a fallback), and
+//! one publish thread. Workers share nothing mutable; they hear from other threads only through
+//! their inbox.
+
+pub mod bufpool;
+pub mod client;
+pub mod conns;
+pub mod fanout;
+pub mod hold;
+pub mod listener;
+pub mod outbox;
+pub mod proxy;
+pub mod publish_api;
+pub mod server;
+pub mod timer;
+pub mod worker;
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+
+use crate::config::Config;
+use crate::hub::inbox::Inbox;
+use crate::origin::targets::RoutePlan;
+
+/// What every worker reads and nobody writes after start-up.
+pub struct Shared {
+    pub config: Config,
+    pub routes: RoutePlan,
+    /// One inbox per worker, in worker order.
+    pub inboxes: Vec<Arc<Inbox>>,
+}
+
+/// Lets other tasks on this worker run before continuing.
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}

@@ -1,0 +1,427 @@
+//! One client request: route it, send it to the origin, then either relay the response as it
+//! streams in or, when the origin answers with GRIP instructions, hand the connection to `hold`.
+
+use std::net::SocketAddr;
+
+use super::client::{ClientConn, ClientError, Outcome};
+use super::hold::{self, HoldSpec};
+use crate::origin::client::{self as origin, OriginResponse};
+use crate::proto::grip::{self, GripLimits, Instruct};
+use crate::proto::http1::{
+    self, BodyDecoder, BodyKind, Header, LAST_CHUNK, RequestHead, Version, header_has_token,
+    header_value,
+};
+use crate::routes::Route;
+
+/// What holdfast tells the origin it supports (Grip-Feature).
+const GRIP_FEATURES: &str = "status";
+
+/// Handles one request to the end of its response.
+pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Outcome {
+    let w = conn.w.clone();
+    let host = header_value(&head.headers, "host")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or("");
+    let is_ws = header_has_token(&head.headers, "upgrade", "websocket");
+    let Some(route_index) = w.shared.routes.find(host, &head.target, false, is_ws) else {
+        tracing::info!(peer = %conn.peer, host, path = head.target, "no route");
+        conn.send_error(&ClientError::new(502, "No route for this host and path"))
+            .await;
+        return Outcome::Close;
+    };
+    let body = match conn.read_body(&head).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::info!(peer = %conn.peer, "bad request body: {}", e.message);
+            conn.send_error(&e).await;
+            return Outcome::Close;
+        }
+    };
+    let route = w.shared.routes.route(route_index);
+    let resp = match send_to_targets(conn, &head, route_index, &body).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::warn!(peer = %conn.peer, path = head.target, "origin request failed: {e}");
+            let msg = match e.status() {
+                504 => "Timed out waiting for the origin",
+                _ => "Error while proxying to origin",
+            };
+            conn.send_error(&ClientError::new(e.status(), msg)).await;
+            return Outcome::Close;
+        }
+    };
+    if !route.no_grip && carries_grip(&resp) {
+        return grip_response(conn, &head, route, resp).await;
+    }
+    relay(conn, &head, resp, !route.no_grip).await
+}
+
+/// Tries each target of the route in order.
+async fn send_to_targets(
+    conn: &ClientConn,
+    head: &RequestHead,
+    route_index: usize,
+    body: &[u8],
+) -> Result<OriginResponse, origin::OriginError> {
+    let w = &conn.w;
+    let route = w.shared.routes.route(route_index);
+    let addrs = &w.shared.routes.addrs[route_index];
+    let mut last = None;
+    for (t, target) in route.targets.iter().enumerate() {
+        let host = route
+            .as_host
+            .as_deref()
+            .or(target.host_header.as_deref())
+            .map(str::as_bytes);
+        let request = origin_request(conn, head, route, route_index, host, body);
+        match origin::send(w, std::slice::from_ref(&addrs[t]), &head.method, request).await {
+            Ok(resp) => return Ok(resp),
+            Err(e @ origin::OriginError::Timeout(_)) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(
+        last.unwrap_or(origin::OriginError::Closed(SocketAddr::from((
+            [0, 0, 0, 0],
+            0,
+        )))),
+    )
+}
+
+/// True for headers the client sent that must not reach the origin as they are.
+fn drop_request_header(name: &str, connection_tokens: &[String]) -> bool {
+    const DROPPED: [&str; 9] = [
+        "host",
+        "content-length",
+        "expect",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        // A client must not be able to pose as the proxy.
+        "grip-sig",
+        "grip-feature",
+        "grip-last",
+        "grip-set-meta",
+    ];
+    http1::is_hop_by_hop(name)
+        || DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d))
+        || connection_tokens
+            .iter()
+            .any(|t| name.eq_ignore_ascii_case(t))
+}
+
+/// The request as the origin receives it.
+fn origin_request(
+    conn: &ClientConn,
+    head: &RequestHead,
+    route: &Route,
+    route_index: usize,
+    host_override: Option<&[u8]>,
+    body: &[u8],
+) -> Vec<u8> {
+    let cfg = &conn.w.shared.config.origin;
+    let mut out = Vec::with_capacity(1024 + body.len());
+    let path = route.origin_path(&head.target);
+    out.extend_from_slice(format!("{} {} HTTP/1.1\r\n", head.method, path).as_bytes());
+    let host = host_override.or_else(|| header_value(&head.headers, "host"));
+    if let Some(host) = host {
+        http1::encode_header(&mut out, "Host", host);
+    }
+    let connection_tokens: Vec<String> = head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).into_owned())
+        .collect();
+    for h in &head.headers {
+        if !drop_request_header(&h.name, &connection_tokens) {
+            http1::encode_header(&mut out, &h.name, &h.value);
+        }
+    }
+    forwarded_headers(&mut out, head, conn.peer, cfg);
+    if let Some(token) = conn
+        .w
+        .signers
+        .for_route(route_index)
+        .and_then(|s| s.token())
+    {
+        http1::encode_header(&mut out, "Grip-Sig", token.as_bytes());
+        http1::encode_header(&mut out, "Grip-Feature", GRIP_FEATURES.as_bytes());
+    }
+    if !body.is_empty() || head.body != BodyKind::None {
+        http1::encode_header(
+            &mut out,
+            "Content-Length",
+            body.len().to_string().as_bytes(),
+        );
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+fn forwarded_headers(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    peer: SocketAddr,
+    cfg: &crate::config::OriginConfig,
+) {
+    let existing: Vec<&[u8]> = head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .map(|h| h.value.as_slice())
+        .collect();
+    let mut xff = existing.join(&b", "[..]);
+    if cfg.x_forwarded_for {
+        if !xff.is_empty() {
+            xff.extend_from_slice(b", ");
+        }
+        xff.extend_from_slice(peer.ip().to_string().as_bytes());
+    }
+    if !xff.is_empty() {
+        http1::encode_header(out, "X-Forwarded-For", &xff);
+    }
+    if cfg.x_forwarded_proto {
+        http1::encode_header(out, "X-Forwarded-Proto", b"http");
+    } else if let Some(v) = header_value(&head.headers, "x-forwarded-proto") {
+        http1::encode_header(out, "X-Forwarded-Proto", v);
+    }
+}
+
+fn is_instruct_body(headers: &[Header]) -> bool {
+    header_value(headers, "content-type").is_some_and(|v| {
+        let mime = v.split(|&b| b == b';').next().unwrap_or_default();
+        mime.trim_ascii()
+            .eq_ignore_ascii_case(grip::INSTRUCT_CONTENT_TYPE.as_bytes())
+    })
+}
+
+fn carries_grip(resp: &OriginResponse) -> bool {
+    header_value(&resp.head.headers, "grip-hold").is_some() || is_instruct_body(&resp.head.headers)
+}
+
+/// Headers from the origin that the client may see (no Grip-*, no hop-by-hop, no framing).
+pub fn client_visible(headers: &[Header], strip_grip: bool) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .filter(|h| !http1::is_hop_by_hop(&h.name))
+        .filter(|h| !h.name.eq_ignore_ascii_case("content-length"))
+        .filter(|h| !(strip_grip && grip::is_grip_header(&h.name)))
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect()
+}
+
+/// Streams an ordinary response to the client without buffering it whole.
+async fn relay(
+    conn: &mut ClientConn,
+    req: &RequestHead,
+    mut resp: OriginResponse,
+    strip_grip: bool,
+) -> Outcome {
+    let kind = resp.head.body;
+    let chunked =
+        req.version == Version::Http11 && matches!(kind, BodyKind::Chunked | BodyKind::UntilClose);
+    let close =
+        !req.keep_alive || (kind == BodyKind::UntilClose && !chunked) || conn.w.is_stopping();
+    let mut out = relay_head(&resp, strip_grip, chunked, close);
+    let mut decoder = BodyDecoder::new(kind);
+    let mut data = Vec::new();
+    loop {
+        let progress = match decoder.decode(&resp.buf, &mut data) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(origin = %resp.addr, "bad response body: {e}");
+                return Outcome::Close;
+            }
+        };
+        resp.buf.drain(..progress.consumed);
+        frame_body(&mut out, &data, chunked);
+        data.clear();
+        if progress.done {
+            break;
+        }
+        if !out.is_empty() {
+            if conn.write(std::mem::take(&mut out)).await.is_err() {
+                return Outcome::Close;
+            }
+        }
+        match resp.read_more().await {
+            Ok(0) => {
+                if decoder.finish_at_eof().is_err() {
+                    tracing::warn!(origin = %resp.addr, "origin closed mid-body");
+                    return Outcome::Close;
+                }
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(origin = %resp.addr, "origin read failed mid-body: {e}");
+                return Outcome::Close;
+            }
+        }
+    }
+    if chunked {
+        out.extend_from_slice(LAST_CHUNK);
+    }
+    let written = conn.write(out).await;
+    resp.finish(&conn.w, decoder.is_done());
+    match (written, close) {
+        (Ok(()), false) => Outcome::KeepAlive,
+        _ => Outcome::Close,
+    }
+}
+
+fn frame_body(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if chunked {
+        http1::encode_chunk(out, data);
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+fn relay_head(resp: &OriginResponse, strip_grip: bool, chunked: bool, close: bool) -> Vec<u8> {
+    let head = &resp.head;
+    let mut out = Vec::with_capacity(512);
+    http1::encode_status_line(&mut out, Version::Http11, head.code, &head.reason);
+    for (name, value) in client_visible(&head.headers, strip_grip) {
+        http1::encode_header(&mut out, &name, &value);
+    }
+    match head.body {
+        BodyKind::Length(n) => {
+            http1::encode_header(&mut out, "Content-Length", n.to_string().as_bytes())
+        }
+        BodyKind::None => {
+            // HEAD and 304 answers keep the origin's Content-Length; other bodiless ones get 0.
+            match header_value(&head.headers, "content-length") {
+                Some(v) => http1::encode_header(&mut out, "Content-Length", v),
+                None if head.code != 204 && head.code != 304 && head.code >= 200 => {
+                    http1::encode_header(&mut out, "Content-Length", b"0")
+                }
+                None => {}
+            }
+        }
+        BodyKind::Chunked | BodyKind::UntilClose if chunked => {
+            http1::encode_header(&mut out, "Transfer-Encoding", b"chunked")
+        }
+        _ => {}
+    }
+    if close {
+        http1::encode_header(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A response with GRIP instructions: read it whole, parse, then hold or answer.
+async fn grip_response(
+    conn: &mut ClientConn,
+    req: &RequestHead,
+    route: &Route,
+    mut resp: OriginResponse,
+) -> Outcome {
+    let cfg = &conn.w.shared.config;
+    let body = resp
+        .read_body(
+            cfg.origin.instruct_body_bytes_max,
+            cfg.origin.response_timeout_ms,
+        )
+        .await;
+    let head = resp.head.clone();
+    resp.finish(&conn.w, body.is_ok());
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!("origin GRIP response: {e}");
+            conn.send_error(&ClientError::new(
+                e.status(),
+                "Error while proxying to origin",
+            ))
+            .await;
+            return Outcome::Close;
+        }
+    };
+    let limits = GripLimits {
+        channels_max: cfg.grip.channels_max,
+    };
+    let parsed = if is_instruct_body(&head.headers) {
+        grip::from_json(&body, &limits)
+    } else {
+        let pairs = head
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()));
+        grip::from_headers(pairs, &limits)
+    };
+    let instruct = match parsed {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(
+                path = req.target,
+                "origin sent invalid GRIP instructions: {e}"
+            );
+            let msg = format!("Invalid GRIP instructions from origin: {e}");
+            conn.send_error(&ClientError::new(502, msg)).await;
+            return Outcome::Close;
+        }
+    };
+    let spec = hold_spec(&conn.w.shared.config, route, &head, body, instruct);
+    hold::run(conn, req, spec).await
+}
+
+/// What the client is sent and what the hold subscribes to, from the origin's answer.
+fn hold_spec(
+    cfg: &crate::config::Config,
+    route: &Route,
+    head: &http1::ResponseHead,
+    body: Vec<u8>,
+    instruct: Instruct,
+) -> HoldSpec {
+    let (mut code, mut reason, headers, body) = match instruct.response {
+        Some(r) => {
+            let code = r.code.unwrap_or(200);
+            let headers = r
+                .headers
+                .into_iter()
+                .filter(|(n, _)| {
+                    !http1::is_hop_by_hop(n) && !n.eq_ignore_ascii_case("content-length")
+                })
+                .collect();
+            (code, r.reason.unwrap_or_default(), headers, r.body)
+        }
+        None => (
+            head.code,
+            head.reason.clone(),
+            client_visible(&head.headers, true),
+            body,
+        ),
+    };
+    if let Some(status) = &instruct.status {
+        code = status.code;
+        reason = status.reason.clone().unwrap_or_default();
+    }
+    let mut channels: Vec<String> = instruct
+        .channels
+        .iter()
+        .map(|c| format!("{}{}", route.prefix, c.name))
+        .collect();
+    if channels.len() > cfg.grip.channels_max {
+        tracing::info!(
+            "too many subscriptions: keeping the first {}",
+            cfg.grip.channels_max
+        );
+        channels.truncate(cfg.grip.channels_max);
+    }
+    HoldSpec {
+        mode: instruct.hold,
+        channels,
+        timeout_secs: instruct
+            .timeout_secs
+            .unwrap_or(cfg.grip.hold_timeout_default_secs),
+        keep_alive: instruct.keep_alive,
+        code,
+        reason,
+        headers,
+        body,
+    }
+}

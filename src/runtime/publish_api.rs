@@ -1,0 +1,263 @@
+//! The publish API listener (Pushpin's handler HTTP port, default 127.0.0.1:5561), on its own
+//! thread: `POST /publish/` parses and validates the whole body, then hands the items to `Ingest`,
+//! which encodes each once and queues it for every worker.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+
+use super::Shared;
+use super::server::build_runtime;
+use crate::auth::{AuthError, PublishAuth};
+use crate::hub::inbox::Inbox;
+use crate::hub::ingest::Ingest;
+use crate::proto::http1::{self, BodyDecoder, BodyKind, HeadLimits, Parsed, RequestHead};
+use crate::proto::publish::{self, PublishLimits};
+
+/// Time a publisher has to send a whole request, head and body.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Api {
+    shared: Arc<Shared>,
+    ingest: Ingest,
+    auth: PublishAuth,
+}
+
+pub fn spawn(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: Arc<Inbox>,
+    use_uring: bool,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("holdfast-publish".into())
+        .spawn(move || {
+            let mut rt = match build_runtime(use_uring, 256) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("publish API: cannot build runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(serve(listener, shared, stop));
+        })
+}
+
+async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, stop: Arc<Inbox>) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("publish API: cannot register listener: {e}");
+            return;
+        }
+    };
+    let auth = match PublishAuth::from_config(&shared.config.publish) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("publish API: {e}");
+            return;
+        }
+    };
+    let api = Rc::new(Api {
+        ingest: Ingest::new(shared.inboxes.clone()),
+        shared,
+        auth,
+    });
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = stop.rung() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(connection(api.clone(), stream));
+            }
+            Err(e) => {
+                tracing::warn!("publish API: accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A response: status, body, content type, extra headers.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    extra: Vec<(&'static str, &'static str)>,
+}
+
+impl Reply {
+    fn text(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain",
+            body: body.as_bytes().to_vec(),
+            extra: vec![],
+        }
+    }
+
+    fn error(status: u16, message: &str) -> Reply {
+        let body = serde_json::json!({ "error": message }).to_string() + "\n";
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.into_bytes(),
+            extra: vec![],
+        }
+    }
+}
+
+async fn connection(api: Rc<Api>, mut stream: TcpStream) {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        let request =
+            monoio::time::timeout(REQUEST_TIMEOUT, read_request(&api, &mut stream, &mut buf)).await;
+        let (head, body) = match request {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(reply)) => {
+                let _ = write_reply(&mut stream, reply, true).await;
+                return;
+            }
+        };
+        let reply = route(&api, &head, body).await;
+        let close = !head.keep_alive;
+        if write_reply(&mut stream, reply, close).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+async fn write_reply(stream: &mut TcpStream, r: Reply, close: bool) -> std::io::Result<()> {
+    let bytes = http1::simple_response(r.status, r.content_type, &r.extra, &r.body, close);
+    stream.write_all(bytes).await.0.map(|_| ())
+}
+
+/// Reads one request (head and body); Ok(None) when the publisher closed the connection.
+async fn read_request(
+    api: &Api,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Option<(RequestHead, Vec<u8>)>, Reply> {
+    let cfg = &api.shared.config.publish;
+    let limits = HeadLimits {
+        bytes_max: cfg.header_bytes_max,
+        headers_max: 100,
+    };
+    let head = loop {
+        if !buf.is_empty() {
+            match http1::parse_request(buf, limits) {
+                Ok(Parsed::Complete(head, used)) => {
+                    buf.drain(..used);
+                    break head;
+                }
+                Ok(Parsed::NeedMore) => {}
+                Err(e) => return Err(Reply::error(e.status(), &e.to_string())),
+            }
+        }
+        if read_more(stream, buf).await == 0 {
+            return Ok(None);
+        }
+    };
+    if let BodyKind::Length(n) = head.body
+        && n > cfg.body_bytes_max as u64
+    {
+        return Err(Reply::error(413, "Request body too large."));
+    }
+    let mut decoder = BodyDecoder::new(head.body);
+    let mut body = Vec::new();
+    loop {
+        let p = decoder
+            .decode(buf, &mut body)
+            .map_err(|e| Reply::error(400, &e.to_string()))?;
+        buf.drain(..p.consumed);
+        if body.len() > cfg.body_bytes_max {
+            return Err(Reply::error(413, "Request body too large."));
+        }
+        if p.done {
+            return Ok(Some((head, body)));
+        }
+        if read_more(stream, buf).await == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8192);
+    }
+    let owned = std::mem::take(buf);
+    let (len, cap) = (owned.len(), owned.capacity());
+    let (res, slice) = stream.read(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res.unwrap_or(0)
+}
+
+async fn route(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
+    let path = head.target.split('?').next().unwrap_or("");
+    match path {
+        "/publish" | "/publish/" => {
+            if head.method != "POST" {
+                let mut r = Reply::error(405, "Method not allowed.");
+                r.extra.push(("Allow", "POST"));
+                return r;
+            }
+            publish(api, head, body).await
+        }
+        "/" if head.method == "GET" || head.method == "HEAD" => {
+            Reply::text(200, "holdfast publish API: POST /publish/\n")
+        }
+        _ => Reply::error(404, "Not found."),
+    }
+}
+
+async fn publish(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
+    if let Err(e) = api
+        .auth
+        .check(http1::header_value(&head.headers, "authorization"))
+    {
+        tracing::info!("publish refused: {e}");
+        let mut r = Reply::error(401, &e.to_string());
+        if e == AuthError::Missing {
+            r.extra.push(("WWW-Authenticate", "Bearer"));
+        }
+        return r;
+    }
+    let cfg = &api.shared.config.publish;
+    let limits = PublishLimits {
+        items_max: cfg.items_max,
+        content_bytes_max: cfg.body_bytes_max,
+        ..PublishLimits::default()
+    };
+    let items = match publish::parse_body(&body, &limits) {
+        Ok(items) => items,
+        Err(e) => {
+            tracing::info!("publish rejected: {e}");
+            return Reply::error(400, &e.to_string());
+        }
+    };
+    let count = items.len();
+    api.ingest.publish(items).await;
+    tracing::debug!("published {count} items");
+    let wants_json = http1::header_value(&head.headers, "accept")
+        .is_some_and(|v| String::from_utf8_lossy(v).contains("application/json"));
+    if wants_json {
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            body: b"{\"message\": \"Published\"}\n".to_vec(),
+            extra: vec![],
+        }
+    } else {
+        Reply::text(200, "Published\n")
+    }
+}

@@ -1,0 +1,227 @@
+//! Start-up and shutdown of a whole holdfast instance.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use monoio::time::TimeDriver;
+use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use super::Shared;
+use super::listener;
+use super::publish_api;
+use super::worker::Worker;
+use crate::auth::PublishAuth;
+use crate::config::{Config, ConfigError, DriverChoice, decode_key};
+use crate::hub::inbox::{Inbox, WorkerMsg};
+use crate::origin::targets::{ResolveError, RoutePlan};
+use crate::routes::{RouteTable, RoutesError};
+
+/// The runtime every holdfast thread runs: io_uring, or epoll where io_uring is missing.
+pub type Runtime = FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Routes(#[from] RoutesError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("io_uring is required by server.driver = \"uring\" but this kernel does not offer it")]
+    NoUring,
+    #[error("cannot start a thread: {0}")]
+    Thread(io::Error),
+}
+
+/// A running instance. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    /// Client listener addresses, in config order (ports resolved if 0 was asked).
+    pub http_addrs: Vec<SocketAddr>,
+    pub publish_addr: SocketAddr,
+    shared: Arc<Shared>,
+    publish_stop: Arc<Inbox>,
+    publish_thread: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Builds a runtime on the chosen driver.
+pub fn build_runtime(use_uring: bool, entries: u32) -> io::Result<Runtime> {
+    if use_uring {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(entries)
+            .enable_timer()
+            .build()
+            .map(Into::into)
+    } else {
+        RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(Into::into)
+    }
+}
+
+/// Whether workers run on io_uring, logging the choice once.
+fn choose_driver(choice: DriverChoice) -> Result<bool, StartError> {
+    let available = monoio::utils::detect_uring();
+    match (choice, available) {
+        (DriverChoice::Legacy, _) => {
+            tracing::info!("driver: legacy (epoll), as configured");
+            Ok(false)
+        }
+        (_, true) => {
+            tracing::info!("driver: io_uring");
+            Ok(true)
+        }
+        (DriverChoice::Uring, false) => Err(StartError::NoUring),
+        (DriverChoice::Auto, false) => {
+            tracing::warn!("io_uring is not available: falling back to the legacy (epoll) driver");
+            Ok(false)
+        }
+    }
+}
+
+/// Checks a config and its routes without starting anything.
+pub fn check(config: &Config) -> Result<RoutePlan, StartError> {
+    config.validate()?;
+    if let Some(key) = &config.grip.sig_key {
+        decode_key(key)?;
+    }
+    PublishAuth::from_config(&config.publish)?;
+    let table = RouteTable::parse(&config.routes_text()?)?;
+    Ok(RoutePlan::resolve(table)?)
+}
+
+impl Server {
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let routes = check(&config)?;
+        let use_uring = choose_driver(config.server.driver)?;
+        let workers = config.worker_count();
+        let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        let mut http_addrs = Vec::new();
+        for &addr in &config.server.listen {
+            let group = listener::bind_group(addr, workers, config.server.listen_backlog)
+                .map_err(|source| StartError::Bind { addr, source })?;
+            http_addrs.push(
+                group[0]
+                    .local_addr()
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            );
+            for (i, l) in group.into_iter().enumerate() {
+                per_worker[i].push(l);
+            }
+        }
+        let paddr = config.publish.listen;
+        let publish_listener =
+            listener::bind_single(paddr, config.server.listen_backlog).map_err(|source| {
+                StartError::Bind {
+                    addr: paddr,
+                    source,
+                }
+            })?;
+        let publish_addr = publish_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: paddr,
+                source,
+            })?;
+        let inboxes = (0..workers)
+            .map(|_| Arc::new(Inbox::new(config.publish.inbox_capacity)))
+            .collect();
+        let shared = Arc::new(Shared {
+            config,
+            routes,
+            inboxes,
+        });
+        let mut handles = Vec::with_capacity(workers);
+        for (index, listeners) in per_worker.into_iter().enumerate() {
+            handles.push(spawn_worker(index, shared.clone(), listeners, use_uring)?);
+        }
+        let publish_stop = Arc::new(Inbox::new(1));
+        let publish_thread = publish_api::spawn(
+            publish_listener,
+            shared.clone(),
+            publish_stop.clone(),
+            use_uring,
+        )
+        .map_err(StartError::Thread)?;
+        tracing::info!(
+            "holdfast listening on {:?} (publish API on {publish_addr}) with {workers} workers",
+            http_addrs
+        );
+        Ok(Server {
+            http_addrs,
+            publish_addr,
+            shared,
+            publish_stop,
+            publish_thread: Some(publish_thread),
+            workers: handles,
+        })
+    }
+
+    /// Stops accepting, ends held connections, and waits for every thread.
+    pub fn shutdown(mut self) {
+        // The publish thread first: it may be waiting on a worker inbox.
+        if self.publish_stop.push(WorkerMsg::Shutdown).is_ok() {
+            self.publish_stop.ring();
+        }
+        if let Some(t) = self.publish_thread.take() {
+            let _ = t.join();
+        }
+        for inbox in &self.shared.inboxes {
+            // The inbox may be full of deliveries: keep trying until the worker takes it.
+            let mut msg = WorkerMsg::Shutdown;
+            loop {
+                match inbox.push(msg) {
+                    Ok(()) => break,
+                    Err(m) => {
+                        msg = m;
+                        inbox.ring();
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+            inbox.ring();
+        }
+        for t in self.workers.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn_worker(
+    index: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    use_uring: bool,
+) -> Result<JoinHandle<()>, StartError> {
+    let entries = shared.config.server.uring_entries;
+    let pin = shared.config.server.pin_workers;
+    std::thread::Builder::new()
+        .name(format!("holdfast-w{index}"))
+        .spawn(move || {
+            if pin {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if let Err(e) = monoio::utils::bind_to_cpu_set([index % cpus]) {
+                    tracing::warn!(worker = index, "cannot pin to a core: {e}");
+                }
+            }
+            let mut rt = match build_runtime(use_uring, entries) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = index, "cannot build runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let worker = Rc::new(Worker::new(index, shared));
+                worker.run(listeners).await;
+            });
+        })
+        .map_err(StartError::Thread)
+}

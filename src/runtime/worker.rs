@@ -1,0 +1,364 @@
+//! One worker: a monoio runtime on one core that owns its listener socket, its connections, its
+//! channel table, its origin pool and its timer wheel.
+//!
+//! Everything here is `!Send` and reached through `Rc<Worker>`; other threads reach a worker only
+//! through its inbox. No `RefCell` borrow is held across an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use monoio::net::{TcpListener, TcpStream};
+
+use super::Shared;
+use super::bufpool::BufPool;
+use super::client;
+use super::conns::{ConnSlot, ConnTable, Sink, ev};
+use super::outbox::Flush;
+use super::timer::TimerWheel;
+use crate::hub::ConnId;
+use crate::hub::channels::ChannelTable;
+use crate::hub::inbox::WorkerMsg;
+use crate::origin::pool::OriginPool;
+use crate::origin::sign::Signers;
+
+/// Messages handled per inbox drain before the worker flushes and lets other tasks run.
+const DRAIN_BATCH_MAX: usize = 4096;
+/// Resolution of the timer wheel.
+const TIMER_TICK_MS: u64 = 50;
+/// Slots in the timer wheel (one turn = TIMER_TICK_MS * TIMER_SLOTS).
+const TIMER_SLOTS: usize = 2048;
+
+/// Counters a worker keeps about itself (read by tests and, later, metrics).
+#[derive(Default)]
+pub struct WorkerStats {
+    pub accepted: Cell<u64>,
+    pub rejected: Cell<u64>,
+    pub delivered: Cell<u64>,
+    pub slow_consumers: Cell<u64>,
+}
+
+pub struct Worker {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub conns: RefCell<ConnTable>,
+    pub channels: RefCell<ChannelTable>,
+    pub bufs: BufPool,
+    pub origins: RefCell<OriginPool>,
+    pub signers: Signers,
+    pub stats: WorkerStats,
+    timers: RefCell<TimerWheel>,
+    dirty: RefCell<Vec<ConnId>>,
+    epoch: Instant,
+    stopping: Cell<bool>,
+    stop_wakers: RefCell<Vec<Waker>>,
+}
+
+impl Worker {
+    pub fn new(index: usize, shared: Arc<Shared>) -> Worker {
+        let c = &shared.config;
+        let bufs = BufPool::new(c.http.read_buffer_bytes, c.http.buffer_pool_max);
+        let origins = OriginPool::new(c.origin.pool_idle_max, c.origin.pool_idle_timeout_ms);
+        let signers = Signers::new(&shared.routes, &c.grip);
+        Worker {
+            index,
+            bufs,
+            origins: RefCell::new(origins),
+            signers,
+            conns: RefCell::new(ConnTable::new()),
+            channels: RefCell::new(ChannelTable::new()),
+            stats: WorkerStats::default(),
+            timers: RefCell::new(TimerWheel::new(TIMER_TICK_MS, TIMER_SLOTS, 0)),
+            dirty: RefCell::new(Vec::new()),
+            epoch: Instant::now(),
+            stopping: Cell::new(false),
+            stop_wakers: RefCell::new(Vec::new()),
+            shared,
+        }
+    }
+
+    /// Milliseconds since this worker started (the worker's own monotonic clock).
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Runs the worker until shutdown has been requested and its connections are gone (or the
+    /// shutdown deadline passed).
+    pub async fn run(self: Rc<Self>, listeners: Vec<std::net::TcpListener>) {
+        for l in listeners {
+            match TcpListener::from_std(l) {
+                Ok(listener) => {
+                    monoio::spawn(accept_loop(self.clone(), listener));
+                }
+                Err(e) => tracing::error!(worker = self.index, "cannot register listener: {e}"),
+            }
+        }
+        monoio::spawn(inbox_loop(self.clone()));
+        monoio::spawn(timer_loop(self.clone()));
+        self.stopped().await;
+        let deadline = self.now_ms() + self.shared.config.server.shutdown_timeout_ms;
+        while !self.conns.borrow().is_empty() && self.now_ms() < deadline {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.conns.borrow().len();
+        if left > 0 {
+            tracing::warn!(
+                worker = self.index,
+                "shutdown deadline passed with {left} connections open"
+            );
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn stopped(&self) {
+        poll_fn(|cx| {
+            if self.stopping.get() {
+                Poll::Ready(())
+            } else {
+                self.stop_wakers.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn begin_shutdown(&self) {
+        if self.stopping.replace(true) {
+            return;
+        }
+        tracing::info!(worker = self.index, "shutting down");
+        for w in self.stop_wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+        let mut conns = self.conns.borrow_mut();
+        for id in conns.ids() {
+            conns.notify(id, ev::SHUTDOWN);
+        }
+    }
+
+    /// Registers a new connection's socket; None when this worker is at its connection limit.
+    pub fn register(&self, fd: std::os::fd::RawFd) -> Option<ConnId> {
+        let mut conns = self.conns.borrow_mut();
+        if conns.len() >= self.shared.config.server.connections_max_per_worker {
+            return None;
+        }
+        Some(conns.insert(fd))
+    }
+
+    /// Drops a connection: its subscriptions first, then its slot.
+    pub fn unregister(&self, id: ConnId) {
+        self.unsubscribe_all(id);
+        self.conns.borrow_mut().remove(id);
+    }
+
+    /// Subscribes a connection to channels (and sets what it does with publishes).
+    pub fn subscribe(&self, id: ConnId, channels: &[String], sink: Sink) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(id) else {
+            return;
+        };
+        slot.sink = sink;
+        let mut table = self.channels.borrow_mut();
+        for name in channels {
+            let (key, added) = table.subscribe(name, id);
+            if added {
+                slot.subs.push(key);
+            }
+        }
+    }
+
+    /// Removes every subscription of a connection, from both sides.
+    pub fn unsubscribe_all(&self, id: ConnId) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(id) else {
+            return;
+        };
+        slot.sink = Sink::None;
+        let mut table = self.channels.borrow_mut();
+        for name in slot.subs.drain(..) {
+            table.unsubscribe(&name, id);
+        }
+        slot.subs = Vec::new();
+    }
+
+    /// Asks the timer wheel to wake `id` at `at_ms` (no-op if an earlier wake is scheduled).
+    pub fn schedule(&self, id: ConnId, at_ms: u64) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(id) else {
+            return;
+        };
+        if slot.timer_at_ms == 0 || at_ms < slot.timer_at_ms {
+            slot.timer_at_ms = at_ms;
+            self.timers.borrow_mut().insert(id, at_ms);
+        }
+    }
+
+    /// Takes the events posted for `id`, or registers the task's waker and returns Pending.
+    pub fn poll_events(&self, id: ConnId, cx: &mut std::task::Context<'_>) -> Poll<u8> {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(id) else {
+            return Poll::Ready(ev::DEAD);
+        };
+        if slot.events != 0 {
+            return Poll::Ready(std::mem::take(&mut slot.events));
+        }
+        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            slot.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Queues bytes for a held connection (subject to its outbox limit) and marks it for flushing.
+    pub fn queue(&self, slot: &mut ConnSlot, id: ConnId, bytes: bytes::Bytes) -> bool {
+        let max = self.shared.config.hold.outbox_bytes_max;
+        if slot.outbox.bytes() + bytes.len() > max {
+            self.stats
+                .slow_consumers
+                .set(self.stats.slow_consumers.get() + 1);
+            return match self.shared.config.hold.slow_consumer {
+                crate::config::SlowConsumerPolicy::DropMessages => false,
+                crate::config::SlowConsumerPolicy::Close => {
+                    tracing::info!(
+                        worker = self.index,
+                        "closing slow consumer ({max} bytes queued)"
+                    );
+                    slot.outbox.clear();
+                    slot.notify(ev::DEAD);
+                    false
+                }
+            };
+        }
+        slot.outbox.push(bytes);
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.borrow_mut().push(id);
+        }
+        true
+    }
+
+    /// Writes a connection's outbox now. Returns false when the connection is gone or dead.
+    pub fn flush_conn(&self, id: ConnId) -> bool {
+        let now = self.now_ms();
+        let mut conns = self.conns.borrow_mut();
+        match conns.get_mut(id) {
+            Some(slot) => flush_slot(slot, now),
+            None => false,
+        }
+    }
+
+    /// Flushes every connection that had bytes queued since the last flush.
+    pub fn flush_dirty(&self) {
+        let now = self.now_ms();
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        let mut conns = self.conns.borrow_mut();
+        for id in &dirty {
+            if let Some(slot) = conns.get_mut(*id) {
+                slot.dirty = false;
+                if !slot.write_blocked {
+                    flush_slot(slot, now);
+                }
+            }
+        }
+        let mut list = self.dirty.borrow_mut();
+        if list.is_empty() {
+            // Keep the allocation for the next batch.
+            *list = dirty;
+            list.clear();
+        }
+    }
+}
+
+/// One non-blocking flush; on a full socket the task is told to wait for writability, on an
+/// error it is told the connection is dead.
+fn flush_slot(slot: &mut ConnSlot, now_ms: u64) -> bool {
+    if slot.outbox.is_empty() {
+        slot.write_blocked = false;
+        return true;
+    }
+    match slot.outbox.flush(slot.fd) {
+        Ok(Flush::Done) => {
+            slot.write_blocked = false;
+            slot.last_write_ms = now_ms;
+            true
+        }
+        Ok(Flush::Blocked) => {
+            if !slot.write_blocked {
+                slot.write_blocked = true;
+                slot.notify(ev::BLOCKED);
+            }
+            true
+        }
+        Err(_) => {
+            slot.outbox.clear();
+            slot.notify(ev::DEAD);
+            false
+        }
+    }
+}
+
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = w.stopped() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => on_accept(&w, stream, peer),
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off instead of spinning on the error.
+                tracing::warn!(worker = w.index, "accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    w.stats.accepted.set(w.stats.accepted.get() + 1);
+    monoio::spawn(client::serve(w.clone(), stream, peer));
+}
+
+async fn inbox_loop(w: Rc<Worker>) {
+    let inbox = w.shared.inboxes[w.index].clone();
+    loop {
+        inbox.rung().await;
+        let mut handled = 0;
+        while let Some(msg) = inbox.pop() {
+            match msg {
+                WorkerMsg::Deliver(d) => super::fanout::deliver(&w, &d),
+                WorkerMsg::Shutdown => w.begin_shutdown(),
+            }
+            handled += 1;
+            if handled % DRAIN_BATCH_MAX == 0 {
+                w.flush_dirty();
+                super::yield_now().await;
+            }
+        }
+        w.flush_dirty();
+    }
+}
+
+async fn timer_loop(w: Rc<Worker>) {
+    let mut due = Vec::new();
+    loop {
+        monoio::time::sleep(Duration::from_millis(TIMER_TICK_MS)).await;
+        let now = w.now_ms();
+        w.timers.borrow_mut().expire(now, &mut due);
+        let mut conns = w.conns.borrow_mut();
+        for id in due.drain(..) {
+            if let Some(slot) = conns.get_mut(id) {
+                slot.timer_at_ms = 0;
+                slot.notify(ev::TIMER);
+            }
+        }
+    }
+}
