@@ -701,7 +701,7 @@ mod tests {
     #[test]
     fn simple_get() {
         let (h, n) = complete("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\nrest");
-        assert_eq!(n, 33);
+        assert_eq!(n, 32);
         assert_eq!(h.method, "GET");
         assert_eq!(h.target, "/a?b=1");
         assert_eq!(h.body, BodyKind::None);

@@ -241,10 +241,8 @@ async fn relay(
         if progress.done {
             break;
         }
-        if !out.is_empty() {
-            if conn.write(std::mem::take(&mut out)).await.is_err() {
-                return Outcome::Close;
-            }
+        if !out.is_empty() && conn.write(std::mem::take(&mut out)).await.is_err() {
+            return Outcome::Close;
         }
         match resp.read_more().await {
             Ok(0) => {

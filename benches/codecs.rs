@@ -1,0 +1,52 @@
+//! Criterion benches of the sans-IO codecs on the hot paths: request heads, chunked bodies,
+//! publish bodies to encoded deliveries.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use holdfast::hub::delivery::Delivery;
+use holdfast::proto::http1::{ChunkedDecoder, HeadLimits, parse_request};
+use holdfast::proto::publish::{PublishLimits, parse_body};
+use std::hint::black_box;
+
+const REQUEST: &[u8] = b"GET /sse?room=lobby HTTP/1.1\r\nHost: example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: text/event-stream\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nLast-Event-ID: 42\r\n\r\n";
+
+fn http1(c: &mut Criterion) {
+    let limits = HeadLimits {
+        bytes_max: 16384,
+        headers_max: 100,
+    };
+    let mut g = c.benchmark_group("http1");
+    g.throughput(Throughput::Bytes(REQUEST.len() as u64));
+    g.bench_function("parse_request_head", |b| {
+        b.iter(|| parse_request(black_box(REQUEST), limits))
+    });
+    let mut body = Vec::new();
+    for _ in 0..64 {
+        holdfast::proto::http1::encode_chunk(&mut body, &[b'x'; 1024]);
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("decode_chunked_64k", |b| {
+        let mut out = Vec::with_capacity(70_000);
+        b.iter(|| {
+            out.clear();
+            ChunkedDecoder::new().decode(black_box(&body), &mut out)
+        })
+    });
+    g.finish();
+}
+
+fn publish(c: &mut Criterion) {
+    let body = br#"{"items":[{"channel":"test","id":"17","formats":{"http-stream":{"content":"data: {\"n\": 17, \"text\": \"hello world\"}\n\n"},"ws-message":{"content":"{\"n\": 17}"}}}]}"#;
+    let mut g = c.benchmark_group("publish");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_and_encode_item", |b| {
+        b.iter(|| {
+            let items = parse_body(black_box(body), &PublishLimits::default()).unwrap_or_default();
+            items.into_iter().map(|i| Delivery::encode(i, 1)).count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, http1, publish);
+criterion_main!(benches);
