@@ -342,15 +342,7 @@ async fn grip_response(
     let limits = GripLimits {
         channels_max: cfg.grip.channels_max,
     };
-    let parsed = if is_instruct_body(&head.headers) {
-        grip::from_json(&body, &limits)
-    } else {
-        let pairs = head
-            .headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_slice()));
-        grip::from_headers(pairs, &limits)
-    };
+    let parsed = parse_instructions(&head, &body, &limits);
     let instruct = match parsed {
         Ok(i) => i,
         Err(e) => {
@@ -365,6 +357,28 @@ async fn grip_response(
     };
     let spec = hold_spec(&conn.w.shared.config, route, &head, body, instruct);
     hold::run(conn, req, spec).await
+}
+
+/// Instructions from the headers and, for an `application/grip-instruct` body, merged with the
+/// JSON (as Pushpin: the JSON form is only valid on a 200 answer).
+fn parse_instructions(
+    head: &http1::ResponseHead,
+    body: &[u8],
+    limits: &GripLimits,
+) -> Result<Instruct, String> {
+    let pairs = head
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()));
+    let mut instruct = grip::from_headers(pairs, limits).map_err(|e| e.to_string())?;
+    if is_instruct_body(&head.headers) {
+        if head.code != 200 {
+            return Err(format!("{} answer with a grip-instruct body", head.code));
+        }
+        let json = grip::from_json(body, limits).map_err(|e| e.to_string())?;
+        instruct.merge_json(json, limits);
+    }
+    Ok(instruct)
 }
 
 /// What the client is sent and what the hold subscribes to, from the origin's answer.
