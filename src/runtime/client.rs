@@ -7,7 +7,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use monoio::buf::{IoBufMut, SliceMut};
@@ -15,6 +14,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::conns::ev;
+use super::hold;
 use super::proxy;
 use super::worker::Worker;
 use crate::hub::ConnId;
@@ -69,12 +69,8 @@ pub struct ClientConn {
     inbuf: Option<Vec<u8>>,
 }
 
-/// Serves one accepted client connection to the end.
-pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
-    let Some(id) = w.register(stream.as_raw_fd()) else {
-        reject_over_limit(&w, stream).await;
-        return;
-    };
+/// Serves one accepted client connection (already registered as `id`) to the end.
+pub async fn serve(w: Rc<Worker>, id: ConnId, stream: TcpStream, peer: SocketAddr) {
     let mut conn = ClientConn {
         w: w.clone(),
         id,
@@ -90,7 +86,8 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     w.unregister(id);
 }
 
-async fn reject_over_limit(w: &Worker, mut stream: TcpStream) {
+/// Answers 503 to a connection over the worker's limit and closes it.
+pub async fn reject_over_limit(w: Rc<Worker>, mut stream: TcpStream) {
     w.stats.rejected.set(w.stats.rejected.get() + 1);
     tracing::warn!(
         worker = w.index,
@@ -119,7 +116,15 @@ impl ClientConn {
                     return;
                 }
             };
-            if proxy::handle(self, head).await == Outcome::Close || self.w.is_stopping() {
+            let outcome = match Box::pin(proxy::handle(self, head)).await {
+                proxy::Step::Done(outcome) => outcome,
+                proxy::Step::Hold(req, spec) => {
+                    let held = hold::HeldRequest::from(&req);
+                    drop(req);
+                    hold::run(self, held, spec).await
+                }
+            };
+            if outcome == Outcome::Close || self.w.is_stopping() {
                 return;
             }
         }
@@ -178,7 +183,7 @@ impl ClientConn {
         loop {
             self.release_idle_buffer();
             self.w.schedule(self.id, deadline_ms);
-            match self.wait(true, false).await {
+            match self.wait(true).await {
                 Ok(Wake::Readable) => return self.read_now().await,
                 Ok(Wake::Writable) => {}
                 Ok(Wake::Events(e)) => {
@@ -207,15 +212,27 @@ impl ClientConn {
         res.map_err(|_| ReadStop::Gone)
     }
 
-    /// Waits for readability (if `read`), writability (if `write`) or worker events.
-    pub async fn wait(&self, read: bool, write: bool) -> io::Result<Wake> {
+    /// Waits for readability (if `read`) or worker events.
+    pub async fn wait(&self, read: bool) -> io::Result<Wake> {
         let w = &self.w;
         let id = self.id;
         let events = std::future::poll_fn(|cx| w.poll_events(id, cx));
         monoio::select! {
             e = events => Ok(Wake::Events(e)),
             r = self.stream.readable(false), if read => r.map(|_| Wake::Readable),
-            r = self.stream.writable(false), if write => r.map(|_| Wake::Writable),
+        }
+    }
+
+    /// Waits for writability, readability (if `read`) or worker events; only for a connection
+    /// whose socket buffer is full, so the common wait stays small.
+    pub async fn wait_writable(&self, read: bool) -> io::Result<Wake> {
+        let w = &self.w;
+        let id = self.id;
+        let events = std::future::poll_fn(|cx| w.poll_events(id, cx));
+        monoio::select! {
+            e = events => Ok(Wake::Events(e)),
+            r = self.stream.readable(false), if read => r.map(|_| Wake::Readable),
+            r = self.stream.writable(false) => r.map(|_| Wake::Writable),
         }
     }
 
@@ -277,5 +294,80 @@ impl ClientConn {
         let body = format!("{}\n", e.message);
         let resp = http1::simple_response(e.status, "text/plain", &[], body.as_bytes(), true);
         let _ = self.write(resp).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::hub::inbox::Inbox;
+    use crate::origin::targets::RoutePlan;
+    use crate::routes::RouteTable;
+    use crate::runtime::Shared;
+    use std::sync::Arc;
+
+    /// The connection task is allocated once per connection for its whole life: its size is
+    /// part of the memory an idle held connection costs. Printed for the record.
+    #[test]
+    fn connection_task_size() {
+        let shared = Arc::new(Shared {
+            config: Config::default(),
+            routes: RoutePlan::resolve(RouteTable::parse("").unwrap()).unwrap(),
+            inboxes: vec![Arc::new(Inbox::new(1))],
+        });
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let w = Rc::new(Worker::new(0, shared));
+            let mut conn = ClientConn {
+                w: w.clone(),
+                id: ConnId {
+                    key: 0,
+                    generation: 0,
+                },
+                stream,
+                peer: addr,
+                inbuf: None,
+            };
+            let head = match http1::parse_request(
+                b"GET / HTTP/1.1\r\n\r\n",
+                HeadLimits {
+                    bytes_max: 100,
+                    headers_max: 10,
+                },
+            ) {
+                Ok(Parsed::Complete(h, _)) => h,
+                other => panic!("{other:?}"),
+            };
+            let spec = Box::new(hold::HoldSpec {
+                mode: None,
+                channels: vec![],
+                timeout_secs: 0,
+                keep_alive: None,
+                code: 200,
+                reason: String::new(),
+                headers: vec![],
+                body: vec![],
+            });
+            let hold = hold::run(&mut conn, hold::HeldRequest::from(&head), spec);
+            println!(
+                "size_of hold future = {} bytes",
+                std::mem::size_of_val(&hold)
+            );
+            drop(hold);
+            println!(
+                "size_of ClientConn = {} bytes",
+                std::mem::size_of::<ClientConn>()
+            );
+            let task = serve(w, conn.id, conn.stream, addr);
+            let size = std::mem::size_of_val(&task);
+            println!("size_of connection task future = {size} bytes");
+            assert!(size <= 1536, "connection task grew to {size} bytes");
+        });
     }
 }

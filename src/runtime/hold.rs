@@ -12,6 +12,24 @@ use crate::hub::delivery::{Delivery, ResponsePayload};
 use crate::proto::grip::{HoldMode, KeepAlive, KeepAliveMode};
 use crate::proto::http1::{self, LAST_CHUNK, RequestHead, Version};
 
+/// The two facts about the held request a hold needs (the request head itself is dropped).
+#[derive(Debug, Clone, Copy)]
+pub struct HeldRequest {
+    /// The client may send another request after this response.
+    pub keep_alive: bool,
+    /// HTTP/1.1: a streamed response can be chunk-framed.
+    pub http11: bool,
+}
+
+impl From<&RequestHead> for HeldRequest {
+    fn from(req: &RequestHead) -> HeldRequest {
+        HeldRequest {
+            keep_alive: req.keep_alive,
+            http11: req.version == Version::Http11,
+        }
+    }
+}
+
 /// Everything a hold needs, derived from the origin's answer.
 pub struct HoldSpec {
     /// None: no hold, just answer with the response below.
@@ -28,7 +46,7 @@ pub struct HoldSpec {
     pub body: Vec<u8>,
 }
 
-pub async fn run(conn: &mut ClientConn, req: &RequestHead, spec: HoldSpec) -> Outcome {
+pub async fn run(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
     match spec.mode {
         Some(HoldMode::Response) => hold_response(conn, req, spec).await,
         Some(HoldMode::Stream) => hold_stream(conn, req, spec).await,
@@ -47,7 +65,7 @@ fn full_response(
     reason: &str,
     overrides: &[(String, String)],
     body: &[u8],
-    req: &RequestHead,
+    req: HeldRequest,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + body.len());
     http1::encode_status_line(&mut out, Version::Http11, code, reason);
@@ -74,7 +92,7 @@ fn full_response(
     out
 }
 
-async fn finish_with(conn: &mut ClientConn, req: &RequestHead, resp: Vec<u8>) -> Outcome {
+async fn finish_with(conn: &mut ClientConn, req: HeldRequest, resp: Vec<u8>) -> Outcome {
     match conn.write(resp).await {
         Ok(()) if req.keep_alive => Outcome::KeepAlive,
         _ => Outcome::Close,
@@ -82,7 +100,7 @@ async fn finish_with(conn: &mut ClientConn, req: &RequestHead, resp: Vec<u8>) ->
 }
 
 /// Long-poll: wait for the first `http-response` publish or the timeout.
-async fn hold_response(conn: &mut ClientConn, req: &RequestHead, spec: HoldSpec) -> Outcome {
+async fn hold_response(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
     let w = conn.w.clone();
     let id = conn.id;
     w.subscribe(id, &spec.channels, Sink::Response);
@@ -93,7 +111,7 @@ async fn hold_response(conn: &mut ClientConn, req: &RequestHead, spec: HoldSpec)
         conn.release_idle_buffer();
         // Bytes a client pipelines while held wait in the buffer, up to the head limit.
         let read = conn.inbuf().len() < header_max;
-        let events = match conn.wait(read, false).await {
+        let events = match conn.wait(read).await {
             Ok(Wake::Readable) => match conn.read_now().await {
                 Ok(n) if n > 0 => continue,
                 _ => break,
@@ -129,7 +147,7 @@ async fn hold_response(conn: &mut ClientConn, req: &RequestHead, spec: HoldSpec)
     Outcome::Close
 }
 
-fn published_response(spec: &HoldSpec, d: &Delivery, req: &RequestHead) -> Option<Vec<u8>> {
+fn published_response(spec: &HoldSpec, d: &Delivery, req: HeldRequest) -> Option<Vec<u8>> {
     let Some(ResponsePayload::Send(r)) = &d.response else {
         return None;
     };
@@ -169,10 +187,10 @@ fn frame(data: &[u8], chunked: bool) -> Bytes {
 
 /// Stream: send the head and initial body, then whatever is published, until the client leaves,
 /// a `close` arrives, or shutdown.
-async fn hold_stream(conn: &mut ClientConn, req: &RequestHead, spec: HoldSpec) -> Outcome {
+async fn hold_stream(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
     let w = conn.w.clone();
     let id = conn.id;
-    let chunked = req.version == Version::Http11;
+    let chunked = req.http11;
     let mut first = stream_head(&spec, chunked);
     if chunked {
         http1::encode_chunk(&mut first, &spec.body);
@@ -227,7 +245,7 @@ impl KeepAliveTimer {
 
 async fn stream_loop(
     conn: &mut ClientConn,
-    req: &RequestHead,
+    req: HeldRequest,
     chunked: bool,
     mut keep_alive: Option<KeepAliveTimer>,
 ) -> Outcome {
@@ -259,7 +277,12 @@ async fn stream_loop(
         }
         conn.release_idle_buffer();
         let read = conn.inbuf().len() < header_max;
-        let events = match conn.wait(read, blocked).await {
+        let woke = if blocked {
+            conn.wait_writable(read).await
+        } else {
+            conn.wait(read).await
+        };
+        let events = match woke {
             Ok(Wake::Readable) => match conn.read_now().await {
                 Ok(n) if n > 0 => continue,
                 _ => return Outcome::Close,

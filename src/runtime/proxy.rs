@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::client::{ClientConn, ClientError, Outcome};
-use super::hold::{self, HoldSpec};
+use super::hold::HoldSpec;
 use crate::origin::client::{self as origin, OriginResponse};
 use crate::proto::grip::{self, GripLimits, Instruct};
 use crate::proto::http1::{
@@ -16,8 +16,24 @@ use crate::routes::Route;
 /// What holdfast tells the origin it supports (Grip-Feature).
 const GRIP_FEATURES: &str = "status";
 
-/// Handles one request to the end of its response.
-pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Outcome {
+/// What follows a request's exchange with the origin.
+pub enum Step {
+    /// The response is complete (or the connection failed).
+    Done(Outcome),
+    /// The origin asked to hold the request.
+    Hold(RequestHead, Box<HoldSpec>),
+}
+
+impl From<Outcome> for Step {
+    fn from(o: Outcome) -> Step {
+        Step::Done(o)
+    }
+}
+
+/// Handles one request up to the end of its response, or up to the start of a hold. The caller
+/// boxes this future: it is large and lives only for the exchange, while the hold that may follow
+/// lasts for hours in a small one.
+pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Step {
     let w = conn.w.clone();
     let host = header_value(&head.headers, "host")
         .and_then(|v| std::str::from_utf8(v).ok())
@@ -27,14 +43,14 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Outcome {
         tracing::info!(peer = %conn.peer, host, path = head.target, "no route");
         conn.send_error(&ClientError::new(502, "No route for this host and path"))
             .await;
-        return Outcome::Close;
+        return Step::Done(Outcome::Close);
     };
     let body = match conn.read_body(&head).await {
         Ok(b) => b,
         Err(e) => {
             tracing::info!(peer = %conn.peer, "bad request body: {}", e.message);
             conn.send_error(&e).await;
-            return Outcome::Close;
+            return Step::Done(Outcome::Close);
         }
     };
     let route = w.shared.routes.route(route_index);
@@ -47,13 +63,13 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Outcome {
                 _ => "Error while proxying to origin",
             };
             conn.send_error(&ClientError::new(e.status(), msg)).await;
-            return Outcome::Close;
+            return Step::Done(Outcome::Close);
         }
     };
     if !route.no_grip && carries_grip(&resp) {
-        return grip_response(conn, &head, route, resp).await;
+        return grip_response(conn, head, route, resp).await;
     }
-    relay(conn, &head, resp, !route.no_grip).await
+    Step::Done(relay(conn, &head, resp, !route.no_grip).await)
 }
 
 /// Tries each target of the route in order.
@@ -314,10 +330,10 @@ fn relay_head(resp: &OriginResponse, strip_grip: bool, chunked: bool, close: boo
 /// A response with GRIP instructions: read it whole, parse, then hold or answer.
 async fn grip_response(
     conn: &mut ClientConn,
-    req: &RequestHead,
+    req: RequestHead,
     route: &Route,
     mut resp: OriginResponse,
-) -> Outcome {
+) -> Step {
     let cfg = &conn.w.shared.config;
     let body = resp
         .read_body(
@@ -336,7 +352,7 @@ async fn grip_response(
                 "Error while proxying to origin",
             ))
             .await;
-            return Outcome::Close;
+            return Step::Done(Outcome::Close);
         }
     };
     let limits = GripLimits {
@@ -352,11 +368,11 @@ async fn grip_response(
             );
             let msg = format!("Invalid GRIP instructions from origin: {e}");
             conn.send_error(&ClientError::new(502, msg)).await;
-            return Outcome::Close;
+            return Step::Done(Outcome::Close);
         }
     };
     let spec = hold_spec(&conn.w.shared.config, route, &head, body, instruct);
-    hold::run(conn, req, spec).await
+    Step::Hold(req, Box::new(spec))
 }
 
 /// Instructions from the headers and, for an `application/grip-instruct` body, merged with the

@@ -7,6 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -324,7 +325,10 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
 fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     w.stats.accepted.set(w.stats.accepted.get() + 1);
-    monoio::spawn(client::serve(w.clone(), stream, peer));
+    match w.register(stream.as_raw_fd()) {
+        Some(id) => monoio::spawn(client::serve(w.clone(), id, stream, peer)),
+        None => monoio::spawn(client::reject_over_limit(w.clone(), stream)),
+    };
 }
 
 async fn inbox_loop(w: Rc<Worker>) {
