@@ -22,6 +22,7 @@ pub struct Config {
     pub grip: GripConfig,
     pub hold: HoldConfig,
     pub publish: PublishConfig,
+    pub websocket: WebSocketConfig,
     pub log: LogConfig,
 }
 
@@ -198,6 +199,37 @@ impl Default for HoldConfig {
         HoldConfig {
             outbox_bytes_max: 4 * 1024 * 1024,
             slow_consumer: SlowConsumerPolicy::Close,
+        }
+    }
+}
+
+/// WebSocket clients and WebSocket-over-HTTP sessions with the origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// Largest client message (all fragments); past it the client is closed with 1009.
+    pub message_bytes_max: usize,
+    /// Event bytes one WebSocket-over-HTTP request carries at most (whole messages; Pushpin: 200 000).
+    pub batch_bytes_max: usize,
+    /// Client messages waiting for the origin; past it holdfast stops reading from the client.
+    pub queue_bytes_max: usize,
+    /// Largest WebSocket-over-HTTP response body from the origin (Pushpin: 1 000 000).
+    pub origin_body_bytes_max: usize,
+    /// Attempts of a request that failed to connect, with back-off 1 s * 2^n + 0-1 s (Pushpin: 5).
+    pub retries_max: u32,
+    /// After holdfast sends a close frame, how long it waits for the client's before dropping it.
+    pub close_timeout_ms: u64,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            message_bytes_max: 1_048_576,
+            batch_bytes_max: 200_000,
+            queue_bytes_max: 1_048_576,
+            origin_body_bytes_max: 1_000_000,
+            retries_max: 5,
+            close_timeout_ms: 5_000,
         }
     }
 }
@@ -390,6 +422,10 @@ mod tests {
         assert_eq!(format!("{:?}", file.hold), format!("{:?}", code.hold));
         assert_eq!(format!("{:?}", file.publish), format!("{:?}", code.publish));
         assert_eq!(format!("{:?}", file.grip), format!("{:?}", code.grip));
+        assert_eq!(
+            format!("{:?}", file.websocket),
+            format!("{:?}", code.websocket)
+        );
     }
 
     #[test]

@@ -105,6 +105,9 @@ fn run(config: Config, demo: Option<DemoOrigin>) -> Result<(), String> {
         println!("holdfast demo: origin on {}, proxy on port {http}", d.addr);
         println!("  watch:    curl -N http://127.0.0.1:{http}/stream   (also /sse, /response)");
         println!(
+            "  ws:       a WebSocket client on ws://127.0.0.1:{http}/ws (echoes, gets 'test')"
+        );
+        println!(
             "  publish:  curl -d '{{\"items\":[{{\"channel\":\"test\",\"formats\":{{\"http-stream\":{{\"content\":\"hello\\n\"}}}}}}]}}' http://{}/publish/",
             server.publish_addr
         );
@@ -135,7 +138,11 @@ fn main() -> ExitCode {
         Some(Command::Demo { origin_listen }) => match DemoOrigin::start(*origin_listen) {
             Ok(origin) => {
                 config.server.routes_file = None;
-                config.server.routes = format!("* {}\n", origin.addr);
+                // WebSocket clients reach the demo origin over HTTP; everything else as is.
+                config.server.routes = format!(
+                    "*,proto=ws {addr},over_http\n* {addr}\n",
+                    addr = origin.addr
+                );
                 run(config, Some(origin))
             }
             Err(e) => Err(format!("cannot start the demo origin: {e}")),

@@ -9,8 +9,10 @@ use bytes::Bytes;
 
 use crate::proto::http1;
 use crate::proto::publish::{
-    HttpResponseFormat, HttpStreamFormat, Item, ResponseAction, StreamAction, WsMessageFormat,
+    HttpResponseFormat, HttpStreamFormat, Item, ResponseAction, StreamAction, WsAction,
+    WsMessageFormat, WsMessageKind,
 };
+use crate::proto::ws::{self, Opcode};
 
 /// What a streaming (`Grip-Hold: stream`) subscriber does with this item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,17 @@ pub struct PublishedResponse {
     pub body_patch: Option<serde_json::Value>,
 }
 
+/// What a WebSocket subscriber does with this item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsPayload {
+    /// Send this frame (header and payload, unmasked), encoded once for every subscriber.
+    Send(Bytes),
+    /// Send this close frame and close the connection.
+    Close(Bytes),
+    /// Trigger a WebSocket-over-HTTP request to the origin (handled by the full-GRIP layer).
+    Refresh,
+}
+
 /// One published item as every worker sees it.
 #[derive(Debug)]
 pub struct Delivery {
@@ -51,7 +64,7 @@ pub struct Delivery {
     pub seq: u64,
     pub stream: Option<StreamPayload>,
     pub response: Option<ResponsePayload>,
-    pub ws: Option<WsMessageFormat>,
+    pub ws: Option<WsPayload>,
 }
 
 impl Delivery {
@@ -64,7 +77,7 @@ impl Delivery {
             seq,
             stream: item.http_stream.map(encode_stream),
             response: item.http_response.map(encode_response),
-            ws: item.ws_message,
+            ws: item.ws_message.map(encode_ws),
         }
     }
 
@@ -89,6 +102,37 @@ fn encode_stream(f: HttpStreamFormat) -> StreamPayload {
         }
         StreamAction::Close => StreamPayload::Close,
         StreamAction::Hint => StreamPayload::Hint,
+    }
+}
+
+fn encode_ws(f: WsMessageFormat) -> WsPayload {
+    match f.action {
+        WsAction::Send => {
+            let opcode = match f.kind {
+                WsMessageKind::Text => Opcode::Text,
+                WsMessageKind::Binary => Opcode::Binary,
+                WsMessageKind::Ping => Opcode::Ping,
+                WsMessageKind::Pong => Opcode::Pong,
+            };
+            let mut frame = Vec::with_capacity(f.content.len() + ws::HEADER_BYTES_MAX);
+            ws::encode_frame(&mut frame, true, opcode, &f.content, None);
+            WsPayload::Send(Bytes::from(frame))
+        }
+        WsAction::Close => {
+            // A reason needs a code; a bare close (no code) is an empty close frame.
+            let mut frame = Vec::with_capacity(ws::HEADER_BYTES_MAX + 125);
+            match (f.close_code, f.close_reason.as_deref()) {
+                (Some(code), reason) => {
+                    ws::encode_close_frame(&mut frame, code, reason.unwrap_or(""), None)
+                }
+                (None, Some(reason)) => {
+                    ws::encode_close_frame(&mut frame, ws::CLOSE_NORMAL, reason, None)
+                }
+                (None, None) => ws::encode_frame(&mut frame, true, Opcode::Close, &[], None),
+            }
+            WsPayload::Close(Bytes::from(frame))
+        }
+        WsAction::Refresh => WsPayload::Refresh,
     }
 }
 
@@ -167,6 +211,49 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn ws_message_is_one_shared_frame() {
+        let mut i = item();
+        i.ws_message = Some(WsMessageFormat {
+            action: WsAction::Send,
+            kind: WsMessageKind::Text,
+            content: b"Hello".to_vec(),
+            close_code: None,
+            close_reason: None,
+        });
+        // RFC 6455 5.7: a single-frame unmasked text message.
+        let expected = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        assert_eq!(
+            Delivery::encode(i, 1).ws,
+            Some(WsPayload::Send(Bytes::copy_from_slice(&expected)))
+        );
+    }
+
+    #[test]
+    fn ws_close_frames() {
+        let mut i = item();
+        i.ws_message = Some(WsMessageFormat {
+            action: WsAction::Close,
+            kind: WsMessageKind::Text,
+            content: vec![],
+            close_code: Some(4000),
+            close_reason: Some("bye".into()),
+        });
+        let expected = [0x88, 0x05, 0x0f, 0xa0, b'b', b'y', b'e'];
+        assert_eq!(
+            Delivery::encode(i.clone(), 1).ws,
+            Some(WsPayload::Close(Bytes::copy_from_slice(&expected)))
+        );
+        if let Some(f) = i.ws_message.as_mut() {
+            f.close_code = None;
+            f.close_reason = None;
+        }
+        assert_eq!(
+            Delivery::encode(i, 1).ws,
+            Some(WsPayload::Close(Bytes::from_static(&[0x88, 0x00])))
+        );
     }
 
     #[test]

@@ -5,3 +5,4 @@ pub mod client;
 pub mod pool;
 pub mod sign;
 pub mod targets;
+pub mod wsoh;

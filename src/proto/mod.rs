@@ -4,3 +4,5 @@
 pub mod grip;
 pub mod http1;
 pub mod publish;
+pub mod ws;
+pub mod wsoh;

@@ -123,6 +123,7 @@ impl ClientConn {
                     drop(req);
                     hold::run(self, held, spec).await
                 }
+                proxy::Step::WebSocket(session) => super::websocket::run(self, session).await,
             };
             if outcome == Outcome::Close || self.w.is_stopping() {
                 return;

@@ -30,6 +30,10 @@ pub mod ev {
     pub const DEAD: u8 = 16;
     /// The worker is shutting down.
     pub const SHUTDOWN: u8 = 32;
+    /// A WebSocket-over-HTTP request to the origin finished.
+    pub const ORIGIN: u8 = 64;
+    /// A published `refresh` asks for a WebSocket-over-HTTP request.
+    pub const REFRESH: u8 = 128;
 }
 
 /// What a connection does with published items.
@@ -41,6 +45,8 @@ pub enum Sink {
     Stream { chunked: bool },
     /// `Grip-Hold: response`: the first `http-response` answers the request.
     Response,
+    /// A WebSocket: `ws-message` frames, `close`, `refresh`.
+    WebSocket,
 }
 
 pub struct ConnSlot {

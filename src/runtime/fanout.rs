@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::conns::{Sink, ev};
 use super::worker::Worker;
 use crate::hub::ConnId;
-use crate::hub::delivery::{Delivery, ResponsePayload, StreamPayload};
+use crate::hub::delivery::{Delivery, ResponsePayload, StreamPayload, WsPayload};
 use crate::proto::http1::LAST_CHUNK;
 
 /// Hands `d` to every local subscriber of its channel.
@@ -63,6 +63,22 @@ pub fn deliver(w: &Worker, d: &Arc<Delivery>) {
                         delivered += 1;
                     }
                 }
+                Sink::WebSocket => match &d.ws {
+                    Some(WsPayload::Send(frame)) => {
+                        if w.queue(slot, id, frame.clone()) {
+                            delivered += 1;
+                        } else if slot.events & ev::DEAD != 0 {
+                            finished.push(id);
+                        }
+                    }
+                    Some(WsPayload::Close(frame)) => {
+                        w.queue(slot, id, frame.clone());
+                        slot.notify(ev::CLOSE);
+                        finished.push(id);
+                    }
+                    Some(WsPayload::Refresh) => slot.notify(ev::REFRESH),
+                    None => {}
+                },
                 Sink::None => {}
             }
         }

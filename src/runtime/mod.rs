@@ -16,7 +16,9 @@ pub mod proxy;
 pub mod publish_api;
 pub mod server;
 pub mod timer;
+pub mod websocket;
 pub mod worker;
+pub mod wsoh;
 
 use std::future::poll_fn;
 use std::sync::Arc;

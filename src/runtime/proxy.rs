@@ -8,13 +8,12 @@ use super::hold::HoldSpec;
 use crate::origin::client::{self as origin, OriginResponse};
 use crate::proto::grip::{self, GripLimits, Instruct};
 use crate::proto::http1::{
-    self, BodyDecoder, BodyKind, Header, LAST_CHUNK, RequestHead, Version, header_has_token,
-    header_value,
+    self, BodyDecoder, BodyKind, Header, LAST_CHUNK, RequestHead, Version, header_value,
 };
 use crate::routes::Route;
 
 /// What holdfast tells the origin it supports (Grip-Feature).
-const GRIP_FEATURES: &str = "status";
+pub const GRIP_FEATURES: &str = "status";
 
 /// What follows a request's exchange with the origin.
 pub enum Step {
@@ -22,6 +21,8 @@ pub enum Step {
     Done(Outcome),
     /// The origin asked to hold the request.
     Hold(RequestHead, Box<HoldSpec>),
+    /// A WebSocket completed its handshake.
+    WebSocket(super::websocket::WsSession),
 }
 
 impl From<Outcome> for Step {
@@ -38,13 +39,20 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Step {
     let host = header_value(&head.headers, "host")
         .and_then(|v| std::str::from_utf8(v).ok())
         .unwrap_or("");
-    let is_ws = header_has_token(&head.headers, "upgrade", "websocket");
+    let is_ws = crate::proto::ws::is_upgrade_request(
+        head.headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice())),
+    );
     let Some(route_index) = w.shared.routes.find(host, &head.target, false, is_ws) else {
         tracing::info!(peer = %conn.peer, host, path = head.target, "no route");
         conn.send_error(&ClientError::new(502, "No route for this host and path"))
             .await;
         return Step::Done(Outcome::Close);
     };
+    if is_ws {
+        return super::websocket::open(conn, head, route_index).await;
+    }
     let body = match conn.read_body(&head).await {
         Ok(b) => b,
         Err(e) => {

@@ -176,6 +176,30 @@ impl Worker {
         }
     }
 
+    /// Removes one subscription of a connection, from both sides.
+    pub fn unsubscribe(&self, id: ConnId, channel: &str) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(id) else {
+            return;
+        };
+        if let Some(pos) = slot.subs.iter().position(|c| &**c == channel) {
+            slot.subs.swap_remove(pos);
+            self.channels.borrow_mut().unsubscribe(channel, id);
+        }
+    }
+
+    /// Sets what a connection does with publishes, without touching its subscriptions.
+    pub fn set_sink(&self, id: ConnId, sink: Sink) {
+        if let Some(slot) = self.conns.borrow_mut().get_mut(id) {
+            slot.sink = sink;
+        }
+    }
+
+    /// Subscriptions a connection holds.
+    pub fn subscription_count(&self, id: ConnId) -> usize {
+        self.conns.borrow().get(id).map_or(0, |s| s.subs.len())
+    }
+
     /// Removes every subscription of a connection, from both sides.
     pub fn unsubscribe_all(&self, id: ConnId) {
         let mut conns = self.conns.borrow_mut();

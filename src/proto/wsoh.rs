@@ -1,0 +1,1087 @@
+//! WebSocket-over-HTTP (sans-IO): the event body codec, GRIP control messages (`c:{json}`), the
+//! `grip` extension's message prefix and the response headers that steer a connection.
+//!
+//! Owns bytes only. It never opens a socket, keeps no per-connection state and sets no timer;
+//! batching, retries and timers belong to `origin/` and the runtime. Behaviour follows Pushpin:
+//! `src/proxy/websocketoverhttp.cpp` (codec, exchange), `src/proxy/wsproxysession.cpp` (extension,
+//! prefixes), `src/handler/wscontrolmessage.cpp` and `src/handler/handlerengine.cpp` (control
+//! messages), cross-checked with `@fanoutio/grip` (`webSocketEvents.ts`, `WebSocketContext.ts`) and
+//! `gripcontrol` (`gripcontrol.py`, whose tests give the decode vectors below).
+//!
+//! # The exchange, as Pushpin runs it (`websocketoverhttp.cpp`, `wsproxysession.cpp`)
+//! Every exchange is one `POST` to the target URL (`ws`→`http`, `wss`→`https`), at most one in
+//! flight per connection. Request headers:
+//! - the client's handshake headers (`Host` rewritten for the target, `Sec-WebSocket-Key`,
+//!   `-Version`, `-Protocol`, `Origin`, `Cookie`, ... pass), **less** `Connection`, `Keep-Alive`,
+//!   `Accept-Encoding`, `Content-Encoding`, `Transfer-Encoding`, `Expect` (`proxyutil.cpp`),
+//!   every `Grip-*` unless the client is a trusted upstream proxy, `Sec-WebSocket-Extensions`,
+//!   `Upgrade`, `Accept`, `Connection-Id`, `Content-Length` and every `Meta-*` (case-insensitive);
+//! - `Sec-WebSocket-Extensions: grip` (exactly, no parameters; not on `no_grip` routes), a fresh
+//!   `Grip-Sig` per request when a key is set, `Grip-Feature`, and `X-Forwarded-For`/`-Proto` as
+//!   configured;
+//! - `Accept: application/websocket-events`, `Connection-Id: <id>` (same for the whole
+//!   connection), `Content-Type: application/websocket-events`, `Content-Length: <n>`, then
+//!   newer Pushpin `Content-Bytes-Replayed: <n>` when resending content not accepted before, then
+//!   one `Meta-<name>: <value>` per stored meta entry.
+//!
+//! Opening: the first body is `OPEN\r\n` alone. The answer must be status 200 with `Content-Type`
+//! byte-equal to `application/websocket-events` (no parameters); anything else rejects the
+//! handshake and the client gets the origin's status, reason, headers and body (body cut to
+//! 100 000 bytes). A 200 whose body does not decode, or is empty without a `Keep-Alive-Interval`,
+//! or whose first event is not `OPEN`, rejects with `502 Bad Gateway` and body
+//! `Error while proxying to origin.\n`; a connect/TLS failure tries the next target (no retry while
+//! opening). On success the client gets `101 Switching Protocols` with the origin's headers less
+//! `Content-Length`, `Content-Type`, `Keep-Alive-Interval`, `Set-Meta-*` and
+//! `Sec-WebSocket-Extensions`; the `grip` extension ([`grip_extension`]) is read from that same
+//! response. Events after `OPEN` in it are delivered at once.
+//!
+//! Afterwards: client messages go out as events (whole messages only, up to 200 000 content bytes
+//! per request; one event per request on `one_event` targets). A non-200 or wrong content type,
+//! an undecodable body, a body over 1 000 000 bytes, `OPEN` again or `DISCONNECT` drops the client
+//! without a close handshake. `CLOSE` from the origin closes the client with its code/reason.
+//! Having sent `CLOSE`, a response without `CLOSE` and no keep-alive interval is an unclean end.
+//! Each response's `Set-Meta-*` ([`set_meta_updates`]) and `Keep-Alive-Interval`
+//! ([`keep_alive_interval`]) apply before its events; with an interval set, an empty-bodied POST
+//! goes out that long after the last response. A client closing sends `CLOSE` with its code and
+//! reason; a client that vanishes gets one last `DISCONNECT\r\n` request. Connect and TLS errors
+//! retry, other errors only if the body was not fully sent: at most 5 times, waiting
+//! 1 s · 2^n + 0–1 s. Messages from the origin are cut into frames of at most 16 384 bytes.
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, NO_PAD_INDIFFERENT};
+use serde_json::{Map, Value};
+
+/// `Content-Type` (and `Accept`) of every WebSocket-over-HTTP request and response.
+pub const CONTENT_TYPE: &str = "application/websocket-events";
+/// Message prefix when the origin enables `grip` without a `message-prefix` parameter.
+pub const DEFAULT_MESSAGE_PREFIX: &str = "m:";
+/// Prefix of a control message in an origin TEXT message.
+pub const CONTROL_PREFIX: &[u8] = b"c:";
+/// Smallest `Keep-Alive-Interval` honoured; lower positive values are raised to it.
+pub const KEEP_ALIVE_INTERVAL_MIN_SECS: u32 = 20;
+/// `keep-alive` control timeout when none (or 0) is given (handlerengine.cpp).
+pub const KEEP_ALIVE_TIMEOUT_DEFAULT_SECS: u32 = 55;
+/// `send-delayed` control timeout when none (or 0) is given (handlerengine.cpp).
+pub const SEND_DELAYED_TIMEOUT_DEFAULT_SECS: u32 = 1;
+
+/// Qt's `fromBase64` ignores padding and stray bits; characters outside the alphabet are dropped
+/// before decoding ([`decode_base64_lenient`]).
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    NO_PAD_INDIFFERENT.with_decode_allow_trailing_bits(true),
+);
+
+/// One WebSocket-over-HTTP event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Handshake request (proxy) or acceptance (origin).
+    Open,
+    /// A whole text message.
+    Text(Vec<u8>),
+    /// A whole binary message.
+    Binary(Vec<u8>),
+    /// A ping with its payload.
+    Ping(Vec<u8>),
+    /// A pong with its payload.
+    Pong(Vec<u8>),
+    /// Close; without a code it is the bare `CLOSE\r\n` and any reason is dropped (as Pushpin).
+    Close {
+        /// Status code, sent as 2 big-endian bytes.
+        code: Option<u16>,
+        /// Reason bytes after the code (UTF-8 by contract; not checked here).
+        reason: Vec<u8>,
+    },
+    /// The peer went away without a close handshake.
+    Disconnect,
+}
+
+/// Errors of this module; event errors carry the byte offset into the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WsohError {
+    /// The type line at this offset has no terminating CRLF.
+    #[error("event at byte {0}: type line has no CRLF")]
+    MissingLineEnd(usize),
+    /// The length at this offset is not a hex number.
+    #[error("event length at byte {0}: not a hex number")]
+    BadLength(usize),
+    /// The payload at this offset runs past the end of the body.
+    #[error("payload at byte {0}: length exceeds the body")]
+    Truncated(usize),
+    /// No CRLF at this offset, where the payload ends.
+    #[error("payload end at byte {0}: no CRLF")]
+    MissingPayloadEnd(usize),
+    /// The event at this offset is none of OPEN, TEXT, BINARY, PING, PONG, CLOSE, DISCONNECT
+    /// (type as sent, lossy UTF-8; matched case-sensitively).
+    #[error("event at byte {0}: unknown type {1:?}")]
+    UnknownEvent(usize, String),
+    /// The control message is not valid JSON.
+    #[error("control message is not valid JSON: {0}")]
+    BadJson(String),
+    /// The control message is JSON but not an object.
+    #[error("control message is not an object")]
+    NotAnObject,
+    /// `type` names no known control message (Pushpin logs and ignores these).
+    #[error("unknown control message type {0:?}")]
+    UnknownControlType(String),
+    /// A required field is absent.
+    #[error("control message lacks {0:?}")]
+    MissingField(&'static str),
+    /// A field has the wrong JSON type.
+    #[error("control message field {0:?} has the wrong type")]
+    WrongType(&'static str),
+    /// A field has an unacceptable value.
+    #[error("control message field {0:?} has an invalid value")]
+    InvalidValue(&'static str),
+}
+
+/// The payload part of an event on the wire, without allocating for CLOSE.
+enum Payload<'a> {
+    None,
+    Bytes(&'a [u8]),
+    Close(u16, &'a [u8]),
+}
+
+impl Payload<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Payload::None => 0,
+            Payload::Bytes(b) => b.len(),
+            Payload::Close(_, r) => 2 + r.len(),
+        }
+    }
+}
+
+/// Type name and payload as Pushpin writes them: empty message payloads are omitted.
+fn wire_parts(event: &Event) -> (&'static str, Payload<'_>) {
+    fn bytes(b: &[u8]) -> Payload<'_> {
+        if b.is_empty() {
+            Payload::None
+        } else {
+            Payload::Bytes(b)
+        }
+    }
+    match event {
+        Event::Open => ("OPEN", Payload::None),
+        Event::Text(b) => ("TEXT", bytes(b)),
+        Event::Binary(b) => ("BINARY", bytes(b)),
+        Event::Ping(b) => ("PING", bytes(b)),
+        Event::Pong(b) => ("PONG", bytes(b)),
+        Event::Close {
+            code: Some(c),
+            reason,
+        } => ("CLOSE", Payload::Close(*c, reason)),
+        Event::Close { code: None, .. } => ("CLOSE", Payload::None),
+        Event::Disconnect => ("DISCONNECT", Payload::None),
+    }
+}
+
+fn hex_digits(mut n: usize) -> usize {
+    let mut digits = 1;
+    while n >= 16 {
+        n /= 16;
+        digits += 1;
+    }
+    digits
+}
+
+/// Appends one event in Pushpin's exact wire format: `TYPE\r\n` when there is no payload (also for
+/// empty TEXT/BINARY/PING/PONG), else `TYPE <lowercase hex length>\r\n<payload>\r\n`.
+pub fn encode_event(out: &mut Vec<u8>, event: &Event) {
+    let (name, payload) = wire_parts(event);
+    out.extend_from_slice(name.as_bytes());
+    let len = payload.len();
+    if let Payload::None = payload {
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
+    out.push(b' ');
+    for i in (0..hex_digits(len)).rev() {
+        out.push(b"0123456789abcdef"[(len >> (4 * i)) & 0xf]);
+    }
+    out.extend_from_slice(b"\r\n");
+    match payload {
+        Payload::Bytes(b) => out.extend_from_slice(b),
+        Payload::Close(code, reason) => {
+            out.extend_from_slice(&code.to_be_bytes());
+            out.extend_from_slice(reason);
+        }
+        Payload::None => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Bytes `encode_event` would append (for batch size limits without encoding).
+pub fn encoded_len(event: &Event) -> usize {
+    let (name, payload) = wire_parts(event);
+    match payload {
+        Payload::None => name.len() + 2,
+        p => name.len() + 1 + hex_digits(p.len()) + 2 + p.len() + 2,
+    }
+}
+
+/// Parses a whole response body into events; an unknown event type or malformed length is an
+/// error naming the offset. Hex lengths may be upper or lower case. Stricter than Pushpin, which
+/// ignores unknown types and tolerates a short last payload or a missing CRLF after a payload.
+/// `TEXT\r\n` (no length) is an empty message; content on OPEN/DISCONNECT is ignored; a CLOSE
+/// payload shorter than 2 bytes carries no code.
+pub fn decode_events(body: &[u8]) -> Result<Vec<Event>, WsohError> {
+    let mut events = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let (event, next) = decode_one(body, pos)?;
+        debug_assert!(next > pos);
+        events.push(event);
+        pos = next;
+    }
+    Ok(events)
+}
+
+/// Decodes the event starting at `start`; returns it and the offset after it.
+fn decode_one(body: &[u8], start: usize) -> Result<(Event, usize), WsohError> {
+    let rest = &body[start..];
+    let line_len = rest
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or(WsohError::MissingLineEnd(start))?;
+    let line = &rest[..line_len];
+    let mut next = start + line_len + 2;
+    let (name, payload) = match line.iter().position(|&b| b == b' ') {
+        None => (line, None),
+        Some(sp) => {
+            let len = parse_hex(&line[sp + 1..]).ok_or(WsohError::BadLength(start + sp + 1))?;
+            let end = next
+                .checked_add(len)
+                .filter(|&end| end <= body.len())
+                .ok_or(WsohError::Truncated(next))?;
+            if body.get(end..end + 2) != Some(b"\r\n".as_slice()) {
+                return Err(WsohError::MissingPayloadEnd(end));
+            }
+            let payload = &body[next..end];
+            next = end + 2;
+            (&line[..sp], Some(payload))
+        }
+    };
+    let event = make_event(name, payload).ok_or_else(|| {
+        WsohError::UnknownEvent(start, String::from_utf8_lossy(name).into_owned())
+    })?;
+    Ok((event, next))
+}
+
+fn parse_hex(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |acc, &b| {
+        let d = char::from(b).to_digit(16)?;
+        acc.checked_mul(16)?.checked_add(d as usize)
+    })
+}
+
+fn make_event(name: &[u8], payload: Option<&[u8]>) -> Option<Event> {
+    let data = || payload.unwrap_or_default().to_vec();
+    Some(match name {
+        b"OPEN" => Event::Open,
+        b"TEXT" => Event::Text(data()),
+        b"BINARY" => Event::Binary(data()),
+        b"PING" => Event::Ping(data()),
+        b"PONG" => Event::Pong(data()),
+        b"CLOSE" => match payload {
+            Some([hi, lo, reason @ ..]) => Event::Close {
+                code: Some(u16::from_be_bytes([*hi, *lo])),
+                reason: reason.to_vec(),
+            },
+            _ => Event::Close {
+                code: None,
+                reason: Vec::new(),
+            },
+        },
+        b"DISCONNECT" => Event::Disconnect,
+        _ => return None,
+    })
+}
+
+/// `keep-alive` mode: after idle time, or at a fixed interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAliveMode {
+    /// Send when nothing went to the client for the timeout (timer restarts on every message).
+    Idle,
+    /// Send every timeout, whatever else is sent.
+    Interval,
+}
+
+/// Kind of WebSocket message a control message asks to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    /// Text message.
+    Text,
+    /// Binary message.
+    Binary,
+    /// Ping frame.
+    Ping,
+    /// Pong frame.
+    Pong,
+}
+
+/// A GRIP control message, as Pushpin's handler reads it (`wscontrolmessage.cpp`,
+/// `handlerengine.cpp`). Pushpin logs and ignores one that fails to parse; the connection goes on.
+/// JSON `null` counts as absent, except that `content`/`content-bin` must be strings when present.
+/// Defaults are applied here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Subscribe to `channel` (route channel prefix prepended by the caller). `filters` default
+    /// empty. Over `connection_subscription_max` the message is ignored; more filters than the
+    /// filter-stack limit close the client with 1011.
+    Subscribe {
+        /// Channel name, never empty.
+        channel: String,
+        /// Filter names.
+        filters: Vec<String>,
+    },
+    /// Unsubscribe (implicit `sub=` subscriptions cannot be removed).
+    Unsubscribe {
+        /// Channel name, never empty.
+        channel: String,
+    },
+    /// Stop relaying between client and origin: the origin side is closed, client frames are
+    /// dropped from then on, published messages still reach the client.
+    Detach,
+    /// Set the session id used for `Grip-Last` recovery; empty (or absent) clears it.
+    Session {
+        /// Session id.
+        id: String,
+    },
+    /// Set subscription meta used by filters; `None` (absent, null or empty) deletes the key.
+    SetMeta {
+        /// Meta key, never empty.
+        name: String,
+        /// New value.
+        value: Option<String>,
+    },
+    /// Keep-alive sent to the client; `content: None` disables it. With content, `timeout_secs`
+    /// is `Some` (default 55) and the proxy fires up to 1 s early (random jitter).
+    KeepAlive {
+        /// Bytes to send (`content-bin` base64 wins over `content`).
+        content: Option<Vec<u8>>,
+        /// Default text, even for `content-bin` (a Pushpin quirk kept on purpose).
+        message_type: MessageType,
+        /// Seconds; `None` only when disabled.
+        timeout_secs: Option<u32>,
+        /// `interval` when so named, anything else is idle.
+        mode: KeepAliveMode,
+    },
+    /// holdfast extension, not in Pushpin (its handler rejects `close` as an unknown type, and
+    /// the client libraries close with a CLOSE event instead): close the client.
+    Close {
+        /// Close code.
+        code: Option<u16>,
+        /// Close reason (default empty).
+        reason: String,
+    },
+    /// Send `content` after `timeout_secs` (default 1) unless replaced or flushed first; a new one
+    /// flushes the pending one.
+    SendDelayed {
+        /// Bytes to send (empty when absent).
+        content: Vec<u8>,
+        /// As for `KeepAlive`.
+        message_type: MessageType,
+        /// Seconds.
+        timeout_secs: u32,
+    },
+    /// Send the pending `send-delayed` message now.
+    FlushDelayed,
+}
+
+type Object = Map<String, Value>;
+
+/// Parses the JSON after the `c:` prefix of a control message.
+pub fn parse_control(json: &[u8]) -> Result<Control, WsohError> {
+    let value: Value =
+        serde_json::from_slice(json).map_err(|e| WsohError::BadJson(e.to_string()))?;
+    let Value::Object(obj) = value else {
+        return Err(WsohError::NotAnObject);
+    };
+    let kind = opt_str(&obj, "type")?.ok_or(WsohError::MissingField("type"))?;
+    Ok(match kind {
+        "subscribe" => Control::Subscribe {
+            channel: channel(&obj)?,
+            filters: filters(&obj)?,
+        },
+        "unsubscribe" => Control::Unsubscribe {
+            channel: channel(&obj)?,
+        },
+        "detach" => Control::Detach,
+        "session" => Control::Session {
+            id: opt_str(&obj, "id")?.unwrap_or_default().to_owned(),
+        },
+        "set-meta" => set_meta(&obj)?,
+        "keep-alive" => keep_alive(&obj)?,
+        "close" => close(&obj)?,
+        "send-delayed" => send_delayed(&obj)?,
+        "flush-delayed" => Control::FlushDelayed,
+        other => return Err(WsohError::UnknownControlType(other.to_owned())),
+    })
+}
+
+fn opt_str<'a>(obj: &'a Object, key: &'static str) -> Result<Option<&'a str>, WsohError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(WsohError::WrongType(key)),
+    }
+}
+
+fn non_empty(obj: &Object, key: &'static str) -> Result<String, WsohError> {
+    match opt_str(obj, key)? {
+        None => Err(WsohError::MissingField(key)),
+        Some("") => Err(WsohError::InvalidValue(key)),
+        Some(s) => Ok(s.to_owned()),
+    }
+}
+
+fn channel(obj: &Object) -> Result<String, WsohError> {
+    non_empty(obj, "channel")
+}
+
+fn filters(obj: &Object) -> Result<Vec<String>, WsohError> {
+    match obj.get("filters") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or(WsohError::WrongType("filters")),
+        Some(_) => Err(WsohError::WrongType("filters")),
+    }
+}
+
+fn set_meta(obj: &Object) -> Result<Control, WsohError> {
+    let name = non_empty(obj, "name")?;
+    let value = opt_str(obj, "value")?.filter(|v| !v.is_empty());
+    Ok(Control::SetMeta {
+        name,
+        value: value.map(str::to_owned),
+    })
+}
+
+fn keep_alive(obj: &Object) -> Result<Control, WsohError> {
+    let message_type = message_type(obj)?;
+    let content = content(obj)?;
+    let timeout_secs = match content {
+        Some(_) => Some(timeout_secs(obj, KEEP_ALIVE_TIMEOUT_DEFAULT_SECS)?),
+        None => None,
+    };
+    let mode = match opt_str(obj, "mode")? {
+        Some("interval") => KeepAliveMode::Interval,
+        _ => KeepAliveMode::Idle,
+    };
+    Ok(Control::KeepAlive {
+        content,
+        message_type,
+        timeout_secs,
+        mode,
+    })
+}
+
+fn send_delayed(obj: &Object) -> Result<Control, WsohError> {
+    let message_type = message_type(obj)?;
+    let content = content(obj)?;
+    // Pushpin reads `timeout` only when there is content.
+    let timeout_secs = match content {
+        Some(_) => timeout_secs(obj, SEND_DELAYED_TIMEOUT_DEFAULT_SECS)?,
+        None => SEND_DELAYED_TIMEOUT_DEFAULT_SECS,
+    };
+    Ok(Control::SendDelayed {
+        content: content.unwrap_or_default(),
+        message_type,
+        timeout_secs,
+    })
+}
+
+fn close(obj: &Object) -> Result<Control, WsohError> {
+    let code = match obj.get("code") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_u64()
+                .and_then(|c| u16::try_from(c).ok())
+                .ok_or(WsohError::InvalidValue("code"))?,
+        ),
+        Some(_) => return Err(WsohError::WrongType("code")),
+    };
+    let reason = opt_str(obj, "reason")?.unwrap_or_default().to_owned();
+    Ok(Control::Close { code, reason })
+}
+
+fn message_type(obj: &Object) -> Result<MessageType, WsohError> {
+    Ok(match opt_str(obj, "message-type")? {
+        None | Some("text") => MessageType::Text,
+        Some("binary") => MessageType::Binary,
+        Some("ping") => MessageType::Ping,
+        Some("pong") => MessageType::Pong,
+        Some(_) => return Err(WsohError::InvalidValue("message-type")),
+    })
+}
+
+/// `content-bin` (base64) if present, else `content`; present-but-not-a-string (null included) is
+/// an error, as in Pushpin.
+fn content(obj: &Object) -> Result<Option<Vec<u8>>, WsohError> {
+    if let Some(v) = obj.get("content-bin") {
+        let text = v.as_str().ok_or(WsohError::WrongType("content-bin"))?;
+        return decode_base64_lenient(text)
+            .map(Some)
+            .ok_or(WsohError::InvalidValue("content-bin"));
+    }
+    match obj.get("content") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_bytes().to_vec())),
+        Some(_) => Err(WsohError::WrongType("content")),
+    }
+}
+
+/// Like Qt's `QByteArray::fromBase64`: characters outside the standard alphabet and padding are
+/// skipped. `None` only for an impossible length (one stray character).
+fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        .collect();
+    LENIENT_BASE64.decode(clean).ok()
+}
+
+/// `timeout` as Qt's `QVariant::toInt` reads it (numbers, numeric strings, booleans); absent or 0
+/// means `default`; negative is an error.
+fn timeout_secs(obj: &Object, default: u32) -> Result<u32, WsohError> {
+    let secs: i64 = match obj.get("timeout") {
+        None => 0,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => i,
+            // Saturating float-to-int cast; rounding as QVariant does.
+            None => n.as_f64().map_or(i64::MAX, |f| f.round() as i64),
+        },
+        Some(Value::String(s)) => s.trim().parse::<i32>().map_or(0, i64::from),
+        Some(Value::Bool(b)) => i64::from(*b),
+        Some(_) => return Err(WsohError::WrongType("timeout")),
+    };
+    match secs {
+        ..0 => Err(WsohError::InvalidValue("timeout")),
+        0 => Ok(default),
+        s => Ok(u32::try_from(s).unwrap_or(u32::MAX)),
+    }
+}
+
+/// The grip extension from the origin's `Sec-WebSocket-Extensions` response header value(s): None
+/// if `grip` is absent, else the message prefix (default "m:", or the `message-prefix` parameter,
+/// possibly empty). As `wsproxysession.cpp`: values are split on commas outside quotes, the name is
+/// matched case-sensitively, parameters are `;`-separated `name[=value]` with `"..."` and `\`
+/// escapes; unparsable parameters (an unterminated quote, or `=` as the very last character, e.g.
+/// `grip; message-prefix=`) make Pushpin treat `grip` as absent. `message-prefix` alone gives "".
+pub fn grip_extension(values: &[&[u8]]) -> Option<String> {
+    let ext = values
+        .iter()
+        .flat_map(|v| split_list(v))
+        .find(|e| extension_name(e) == b"grip")?;
+    let Some(semi) = ext.iter().position(|&b| b == b';') else {
+        return Some(DEFAULT_MESSAGE_PREFIX.to_owned());
+    };
+    let params = parse_ext_params(&ext[semi + 1..])?;
+    let prefix = params
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == b"message-prefix");
+    Some(prefix.map_or_else(
+        || DEFAULT_MESSAGE_PREFIX.to_owned(),
+        |(_, v)| String::from_utf8_lossy(&v).into_owned(),
+    ))
+}
+
+/// Qt's `trimmed`: strips `\t\n\v\f\r ` at both ends.
+fn trim(s: &[u8]) -> &[u8] {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = s.iter().position(|b| !space(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+fn extension_name(ext: &[u8]) -> &[u8] {
+    match ext.iter().position(|&b| b == b';') {
+        Some(i) => trim(&ext[..i]),
+        None => ext,
+    }
+}
+
+/// Pushpin's `headerSplit`: commas inside quotes do not split; a broken quote keeps the rest as
+/// one element; elements are trimmed; a trailing comma adds nothing.
+fn split_list(value: &[u8]) -> Vec<&[u8]> {
+    let mut parts = Vec::new();
+    let (mut start, mut i, mut in_quote) = (0, 0, false);
+    while i < value.len() {
+        match value[i] {
+            b'\\' if in_quote => i += 1,
+            b'"' => in_quote = !in_quote,
+            b',' if !in_quote => {
+                parts.push(trim(&value[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < value.len() {
+        parts.push(trim(&value[start..]));
+    }
+    parts
+}
+
+type Params = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// `parseParams` of `wsproxysession.cpp`; `None` where it fails.
+fn parse_ext_params(s: &[u8]) -> Option<Params> {
+    let mut out = Params::new();
+    let mut start = 0;
+    while start < s.len() {
+        let Some(at) = s[start..].iter().position(|&b| b == b'=' || b == b';') else {
+            out.push((trim(&s[start..]).to_vec(), Vec::new()));
+            break;
+        };
+        let at = start + at;
+        let name = trim(&s[start..at]).to_vec();
+        if s[at] == b';' {
+            out.push((name, Vec::new()));
+            start = at + 1;
+            continue;
+        }
+        let vstart = at + 1;
+        if vstart >= s.len() {
+            return None;
+        }
+        let (value, end) = if s[vstart] == b'"' {
+            let (value, after) = parse_quoted(s, vstart + 1)?;
+            (value, find_semi(s, after))
+        } else {
+            let end = find_semi(s, vstart);
+            (trim(&s[vstart..end]).to_vec(), end)
+        };
+        out.push((name, value));
+        start = end + 1;
+    }
+    Some(out)
+}
+
+fn find_semi(s: &[u8], from: usize) -> usize {
+    s[from..]
+        .iter()
+        .position(|&b| b == b';')
+        .map_or(s.len(), |i| from + i)
+}
+
+/// Reads a quoted string whose content starts at `from`; returns it unescaped and the offset
+/// after the closing quote.
+fn parse_quoted(s: &[u8], from: usize) -> Option<(Vec<u8>, usize)> {
+    let mut value = Vec::new();
+    let mut i = from;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => {
+                value.push(*s.get(i + 1)?);
+                i += 2;
+            }
+            b'"' => return Some((value, i + 1)),
+            b => {
+                value.push(b);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// What an origin text message from a grip-enabled origin means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginText<'a> {
+    /// The JSON after `c:`, for [`parse_control`]. Pushpin accepts a control message only as a
+    /// single frame, so over WebSocket-over-HTTP one above 16 384 bytes is dropped.
+    Control(&'a [u8]),
+    /// The message after the prefix, to deliver.
+    Message(&'a [u8]),
+    /// Neither: Pushpin drops it.
+    Dropped,
+}
+
+/// Classifies a TEXT message from a grip-enabled origin: `c:` wins over the message prefix.
+pub fn classify_text<'a>(payload: &'a [u8], prefix: &str) -> OriginText<'a> {
+    if let Some(json) = payload.strip_prefix(CONTROL_PREFIX) {
+        OriginText::Control(json)
+    } else {
+        classify_binary(payload, prefix)
+    }
+}
+
+/// Classifies a BINARY message from a grip-enabled origin: Pushpin requires the message prefix on
+/// binary messages too, and never reads control messages from them. Pings, pongs and closes pass
+/// unprefixed.
+pub fn classify_binary<'a>(payload: &'a [u8], prefix: &str) -> OriginText<'a> {
+    match payload.strip_prefix(prefix.as_bytes()) {
+        Some(message) => OriginText::Message(message),
+        None => OriginText::Dropped,
+    }
+}
+
+/// Meta: request headers `Meta-<name>: value` for the stored meta; response headers
+/// `Set-Meta-<name>: value` update it (empty value deletes). Returns the updates in header order;
+/// apply them in turn, matching stored names case-insensitively (Pushpin keeps meta as headers).
+/// `Set-Meta-` with no name is ignored. Values are read as lossy UTF-8.
+pub fn set_meta_updates<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Vec<(String, Option<String>)> {
+    headers
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let prefix = name.get(..9)?;
+            let meta = name.get(9..).filter(|m| !m.is_empty())?;
+            if !prefix.eq_ignore_ascii_case("Set-Meta-") {
+                return None;
+            }
+            let value = (!value.is_empty()).then(|| String::from_utf8_lossy(value).into_owned());
+            Some((meta.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Qt's `toInt` (base 10, surrounding whitespace allowed) of the first header named `wanted`:
+/// `None` if absent, `Some(None)` if unparsable.
+fn int_header<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    wanted: &str,
+) -> Option<Option<i32>> {
+    let (_, value) = headers
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(wanted))?;
+    Some(
+        std::str::from_utf8(trim(value))
+            .ok()
+            .and_then(|s| s.parse().ok()),
+    )
+}
+
+/// `Keep-Alive-Interval: N` from a response: None if absent; Some(None) if ≤ 0 or not a number
+/// (disable); values under 20 raised to 20 (as Pushpin).
+pub fn keep_alive_interval<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Option<Option<u32>> {
+    let secs = int_header(headers, "Keep-Alive-Interval")?;
+    Some(
+        secs.and_then(|s| u32::try_from(s).ok())
+            .filter(|&s| s > 0)
+            .map(|s| s.max(KEEP_ALIVE_INTERVAL_MIN_SECS)),
+    )
+}
+
+/// Newer Pushpin's `Content-Bytes-Accepted: N`: how many content bytes (message payloads plus the
+/// CLOSE payload, not the encoded body) of the request the origin took; `None` (absent, not a
+/// number, negative) means all. More than was offered is an error for the caller; the rest is
+/// resent next time with `Content-Bytes-Replayed`.
+pub fn content_bytes_accepted<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Option<u32> {
+    int_header(headers, "Content-Bytes-Accepted")?.and_then(|n| u32::try_from(n).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event::{Binary, Close, Disconnect, Open, Ping, Pong, Text};
+    use super::*;
+
+    /// `input => expected` pairs as an array, one per line (kept out of rustfmt's tuple layout).
+    macro_rules! table {
+        ($($input:expr => $want:expr),* $(,)?) => { [$(($input, $want)),*] };
+    }
+
+    fn enc(events: &[Event]) -> Vec<u8> {
+        let mut out = Vec::new();
+        events.iter().for_each(|e| encode_event(&mut out, e));
+        out
+    }
+
+    fn close(code: Option<u16>, reason: &[u8]) -> Event {
+        let reason = reason.to_vec();
+        Close { code, reason }
+    }
+
+    fn ctl(json: &str) -> Result<Control, WsohError> {
+        parse_control(json.as_bytes())
+    }
+
+    #[test]
+    fn pushpin_wire_vectors() {
+        let cases: [(Event, &[u8]); 8] = table! {
+            Open => b"OPEN\r\n",
+            Text(b"hi from client".to_vec()) => b"TEXT e\r\nhi from client\r\n",
+            close(Some(1000), b"bye") => b"CLOSE 5\r\n\x03\xe8bye\r\n",
+            // websocketoverhttptest convertFrames: "hello" + " world" become one TEXT event.
+            Text(b"hello world".to_vec()) => b"TEXT b\r\nhello world\r\n",
+            // Pushpin omits empty payloads, and a reason without a code.
+            Text(vec![]) => b"TEXT\r\n",
+            Ping(vec![]) => b"PING\r\n",
+            close(None, b"dropped") => b"CLOSE\r\n",
+            Disconnect => b"DISCONNECT\r\n",
+        };
+        for (event, wire) in cases {
+            assert_eq!(enc(std::slice::from_ref(&event)), wire, "{event:?}");
+        }
+        assert!(enc(&[Binary(vec![0; 0x1a])]).starts_with(b"BINARY 1a\r\n"));
+    }
+
+    #[test]
+    fn gripcontrol_decode_vectors() {
+        let body = b"OPEN\r\nTEXT 5\r\nHello\r\nTEXT 0\r\n\r\nCLOSE\r\nTEXT\r\nCLOSE\r\n";
+        let bare = close(None, b"");
+        let hello = Text(b"Hello".to_vec());
+        let want = [Open, hello, Text(vec![]), bare.clone(), Text(vec![]), bare];
+        assert_eq!(decode_events(body), Ok(want.to_vec()));
+        assert_eq!(decode_events(b""), Ok(vec![]));
+        assert!(decode_events(b"TEXT 5").is_err());
+        assert!(decode_events(b"OPEN\r\nTEXT").is_err());
+        let upper = decode_events(b"TEXT B\r\nhello world\r\n");
+        assert_eq!(upper, Ok(vec![Text(b"hello world".to_vec())]));
+        let wire = decode_events(b"CLOSE 5\r\n\x03\xe8bye\r\n");
+        assert_eq!(wire, Ok(vec![close(Some(1000), b"bye")]));
+        // Lenient where Pushpin is: content on OPEN/DISCONNECT, a CLOSE too short for a code.
+        let odd = decode_events(b"OPEN 2\r\nxx\r\nDISCONNECT 0\r\n\r\nCLOSE 1\r\n\x03\r\n");
+        assert_eq!(odd, Ok(vec![Open, Disconnect, close(None, b"")]));
+    }
+
+    #[test]
+    fn round_trip_and_encoded_len() {
+        let events = vec![
+            Open,
+            Text(b"hi".to_vec()),
+            Text(vec![]),
+            Binary(b"a\r\nb\rc\n\r\n\x00\xff".to_vec()),
+            Binary(vec![]),
+            Binary(vec![b'x'; 0x1234]),
+            Ping(b"p".to_vec()),
+            Ping(vec![]),
+            Pong(b"\r\n".to_vec()),
+            Pong(vec![]),
+            close(Some(1000), b"bye"),
+            close(Some(1001), b""),
+            close(None, b""),
+            Disconnect,
+        ];
+        assert_eq!(decode_events(&enc(&events)), Ok(events.clone()));
+        for e in &events {
+            assert_eq!(encoded_len(e), enc(std::slice::from_ref(e)).len(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        use WsohError as E;
+        let cases: [(&[u8], WsohError); 11] = table! {
+            b"OPEN\r\nTEXT zz\r\n" => E::BadLength(11),
+            b"TEXT \r\n\r\n" => E::BadLength(5),
+            b"TEXT -1\r\n" => E::BadLength(5),
+            b"TEXT ffffffffffffffffff\r\n" => E::BadLength(5),
+            b"TEXT 5\r\nab\r\n" => E::Truncated(8),
+            b"TEXT 2\r\nabcd" => E::MissingPayloadEnd(10),
+            b"TEXT 2\r\nab" => E::MissingPayloadEnd(10),
+            b"OPEN\r\nOPEN" => E::MissingLineEnd(6),
+            b"OPEN\r\nFOO 1\r\nx\r\n" => E::UnknownEvent(6, "FOO".into()),
+            b"open\r\n" => E::UnknownEvent(0, "open".into()),
+            b"\r\n" => E::UnknownEvent(0, String::new()),
+        };
+        for (body, err) in cases {
+            assert_eq!(decode_events(body), Err(err), "{body:?}");
+        }
+        assert!(E::Truncated(8).to_string().contains("byte 8"));
+    }
+
+    #[test]
+    fn control_messages() {
+        use Control as C;
+        use MessageType::Binary as Bin;
+        let sub = |c: &str, f: &[&str]| C::Subscribe {
+            channel: c.into(),
+            filters: f.iter().map(|s| s.to_string()).collect(),
+        };
+        let meta = |v: Option<&str>| C::SetMeta {
+            name: "user".into(),
+            value: v.map(Into::into),
+        };
+        let close = |code, reason: &str| C::Close {
+            code,
+            reason: reason.into(),
+        };
+        let delayed = |content: &[u8], message_type, timeout_secs| C::SendDelayed {
+            content: content.to_vec(),
+            message_type,
+            timeout_secs,
+        };
+        let cases = table! {
+            r#"{"type":"subscribe","channel":"test"}"# => sub("test", &[]),
+            r#"{"channel":"c","type":"subscribe","filters":["f","g"]}"# => sub("c", &["f", "g"]),
+            r#"{"type":"subscribe","channel":"c","filters":null}"# => sub("c", &[]),
+            r#"{"type":"unsubscribe","channel":"c"}"# => C::Unsubscribe { channel: "c".into() },
+            // Fields irrelevant to the type are not checked, as in Pushpin.
+            r#"{"type":"detach","channel":5}"# => C::Detach,
+            r#"{"type":"session","id":"abc"}"# => C::Session { id: "abc".into() },
+            r#"{"type":"session"}"# => C::Session { id: String::new() },
+            r#"{"type":"set-meta","name":"user","value":"alice"}"# => meta(Some("alice")),
+            r#"{"type":"set-meta","name":"user"}"# => meta(None),
+            r#"{"type":"set-meta","name":"user","value":null}"# => meta(None),
+            r#"{"type":"set-meta","name":"user","value":""}"# => meta(None),
+            r#"{"type":"close","code":4000,"reason":"bye"}"# => close(Some(4000), "bye"),
+            r#"{"type":"close"}"# => close(None, ""),
+            r#"{"type":"send-delayed","content":"x","message-type":"binary"}"#
+                => delayed(b"x", Bin, 1),
+            r#"{"type":"send-delayed","timeout":-5}"# => delayed(b"", MessageType::Text, 1),
+            r#"{"type":"flush-delayed"}"# => C::FlushDelayed,
+        };
+        for (json, want) in cases {
+            assert_eq!(ctl(json), Ok(want), "{json}");
+        }
+    }
+
+    #[test]
+    fn control_keep_alive() {
+        use KeepAliveMode::{Idle, Interval};
+        use MessageType::{Ping, Text};
+        let ka = |content: Option<&[u8]>, message_type, timeout_secs, mode| Control::KeepAlive {
+            content: content.map(<[u8]>::to_vec),
+            message_type,
+            timeout_secs,
+            mode,
+        };
+        let cases = table! {
+            r#"{"type":"keep-alive","content":"{}"}"# => ka(Some(b"{}"), Text, Some(55), Idle),
+            r#"{"type":"keep-alive","content-bin":"AAEC/w==","content":"no","message-type":"ping",
+                "timeout":20,"mode":"interval"}"#
+                => ka(Some(&[0, 1, 2, 255]), Ping, Some(20), Interval),
+            // content-bin stays text by default (Pushpin quirk); string timeouts; other modes idle.
+            r#"{"type":"keep-alive","content-bin":"AA-EC","timeout":"30","mode":"x"}"#
+                => ka(Some(&[0, 1, 2]), Text, Some(30), Idle),
+            r#"{"type":"keep-alive","content":"k","timeout":0}"#
+                => ka(Some(b"k"), Text, Some(55), Idle),
+            r#"{"type":"keep-alive","content":"k","timeout":7.6}"#
+                => ka(Some(b"k"), Text, Some(8), Idle),
+            // No content disables it; timeout is then not read.
+            r#"{"type":"keep-alive","timeout":-1}"# => ka(None, Text, None, Idle),
+        };
+        for (json, want) in cases {
+            assert_eq!(ctl(json), Ok(want), "{json}");
+        }
+    }
+
+    #[test]
+    fn control_errors() {
+        use WsohError as E;
+        let cases = table! {
+            r#"[{"type":"detach"}]"# => E::NotAnObject,
+            "{}" => E::MissingField("type"),
+            r#"{"type":1}"# => E::WrongType("type"),
+            r#"{"type":"ack"}"# => E::UnknownControlType("ack".into()),
+            r#"{"type":"refresh"}"# => E::UnknownControlType("refresh".into()),
+            r#"{"type":"subscribe"}"# => E::MissingField("channel"),
+            r#"{"type":"subscribe","channel":""}"# => E::InvalidValue("channel"),
+            r#"{"type":"subscribe","channel":"c","filters":[1]}"# => E::WrongType("filters"),
+            r#"{"type":"subscribe","channel":"c","filters":"f"}"# => E::WrongType("filters"),
+            r#"{"type":"set-meta","value":"v"}"# => E::MissingField("name"),
+            r#"{"type":"set-meta","name":"n","value":1}"# => E::WrongType("value"),
+            r#"{"type":"keep-alive","content":"k","timeout":-1}"# => E::InvalidValue("timeout"),
+            r#"{"type":"keep-alive","content":"k","timeout":[]}"# => E::WrongType("timeout"),
+            r#"{"type":"keep-alive","content":"k","message-type":"x"}"#
+                => E::InvalidValue("message-type"),
+            r#"{"type":"keep-alive","content":null}"# => E::WrongType("content"),
+            r#"{"type":"keep-alive","content-bin":7}"# => E::WrongType("content-bin"),
+            r#"{"type":"keep-alive","content-bin":"A"}"# => E::InvalidValue("content-bin"),
+            r#"{"type":"close","code":70000}"# => E::InvalidValue("code"),
+        };
+        for (json, err) in cases {
+            assert_eq!(ctl(json), Err(err), "{json}");
+        }
+        assert!(matches!(ctl("{"), Err(E::BadJson(_))));
+        assert!(matches!(ctl(""), Err(E::BadJson(_))));
+    }
+
+    #[test]
+    fn grip_extension_prefix() {
+        let cases: [(&[&str], Option<&str>); 16] = table! {
+            &[] => None,
+            &["permessage-deflate"] => None,
+            &["grip"] => Some("m:"),
+            &[" grip ; foo=bar"] => Some("m:"),
+            &["grip; message-prefix=x:"] => Some("x:"),
+            &["grip;message-prefix = y ;a=b"] => Some("y"),
+            &[r#"grip; message-prefix="a;b,\"c\""; x=1"#] => Some(r#"a;b,"c""#),
+            &[r#"grip; message-prefix="""#] => Some(""),
+            &["grip; message-prefix=;"] => Some(""),
+            &["grip; message-prefix"] => Some(""),
+            // Pushpin's parameter parser fails on these, so grip counts as absent.
+            &["grip; message-prefix="] => None,
+            &[r#"grip; message-prefix="open"#] => None,
+            &["permessage-deflate; x=\"1,2\", grip; message-prefix=z"] => Some("z"),
+            &["foo", "grip; message-prefix=w"] => Some("w"),
+            &["Grip"] => None,
+            &["grip-x; message-prefix=w"] => None,
+        };
+        for (values, want) in cases {
+            let values: Vec<&[u8]> = values.iter().map(|s| s.as_bytes()).collect();
+            assert_eq!(grip_extension(&values).as_deref(), want, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn classify_origin_messages() {
+        use OriginText::{Control as Ctl, Dropped, Message as Msg};
+        let detach = br#"c:{"type":"detach"}"#;
+        assert_eq!(classify_text(detach, "m:"), Ctl(&detach[2..]));
+        assert_eq!(classify_text(b"m:hello", "m:"), Msg(b"hello"));
+        assert_eq!(classify_text(b"m:", "m:"), Msg(b""));
+        assert_eq!(classify_text(b"hello", "m:"), Dropped);
+        assert_eq!(classify_text(b"msg:x", "msg:"), Msg(b"x"));
+        assert_eq!(classify_text(b"m:x", "msg:"), Dropped);
+        assert_eq!(classify_text(b"plain", ""), Msg(b"plain"));
+        assert_eq!(classify_text(b"c:{}", ""), Ctl(b"{}"));
+        assert_eq!(classify_binary(b"c:{}", "m:"), Dropped);
+        assert_eq!(classify_binary(b"m:\x00\xff", "m:"), Msg(b"\x00\xff"));
+    }
+
+    #[test]
+    fn set_meta_headers() {
+        let headers: [(&str, &[u8]); 6] = [
+            ("Set-Meta-User", b"alice"),
+            ("set-meta-room", b""),
+            ("Set-Meta-", b"ignored"),
+            ("Set-Meta", b"ignored"),
+            ("Meta-User", b"not a set"),
+            ("Content-Type", b"application/websocket-events"),
+        ];
+        let want = [("User".into(), Some("alice".into())), ("room".into(), None)];
+        assert_eq!(set_meta_updates(headers), want.to_vec());
+    }
+
+    #[test]
+    fn keep_alive_and_accepted_headers() {
+        let cases = table! {
+            "10" => Some(20), "1" => Some(20), "20" => Some(20), " 45 " => Some(45),
+            "0" => None, "-5" => None, "abc" => None, "99999999999" => None,
+        };
+        for (value, want) in cases {
+            let header = [("keep-alive-interval", value.as_bytes())];
+            assert_eq!(keep_alive_interval(header), Some(want), "{value}");
+        }
+        assert_eq!(keep_alive_interval([("Other", b"5".as_slice())]), None);
+        let two: [(&str, &[u8]); 2] = [
+            ("Keep-Alive-Interval", b"30"),
+            ("Keep-Alive-Interval", b"0"),
+        ];
+        assert_eq!(keep_alive_interval(two), Some(Some(30)));
+
+        let cases = table! { "12" => Some(12), "0" => Some(0), "-1" => None, "x" => None };
+        for (value, want) in cases {
+            let header = [("Content-Bytes-Accepted", value.as_bytes())];
+            assert_eq!(content_bytes_accepted(header), want, "{value}");
+        }
+        assert_eq!(content_bytes_accepted([("X", b"1".as_slice())]), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! Client WebSocket upgrades: the RFC 6455 handshake, the opening exchange with the origin, and
+//! the hand-off to the long-lived session (`wsoh` for `over_http` routes).
+//!
+//! `open` runs inside the request's (boxed, short-lived) future and returns the session; the
+//! session then runs in the connection's own small future for as long as the socket lives.
+
+use std::net::SocketAddr;
+
+use super::client::{ClientConn, ClientError, Outcome};
+use super::proxy::Step;
+use super::wsoh::{self, WsohSession};
+use crate::origin::wsoh::{self as origin_wsoh, RequestTemplate};
+use crate::proto::http1::{self, RequestHead, Version};
+use crate::proto::ws;
+use crate::proto::wsoh::{self as codec, Event};
+
+/// A WebSocket that completed its handshake, ready to run.
+pub enum WsSession {
+    OverHttp(Box<WsohSession>),
+}
+
+pub async fn run(conn: &mut ClientConn, session: WsSession) -> Outcome {
+    match session {
+        WsSession::OverHttp(s) => wsoh::run(conn, s).await,
+    }
+}
+
+fn header_pairs(head: &RequestHead) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+    head.headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+}
+
+/// Handles an upgrade request for route `route_index` up to the 101 (or a refusal).
+pub async fn open(conn: &mut ClientConn, head: RequestHead, route_index: usize) -> Step {
+    let handshake = match ws::validate_handshake(
+        &head.method,
+        head.version == Version::Http11,
+        header_pairs(&head),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::info!(peer = %conn.peer, "websocket handshake refused: {e}");
+            let body = format!("{e}\n");
+            let extra: &[(&str, &str)] = if e.status() == 426 {
+                &[("Sec-WebSocket-Version", "13")]
+            } else {
+                &[]
+            };
+            let resp =
+                http1::simple_response(e.status(), "text/plain", extra, body.as_bytes(), true);
+            let _ = conn.write(resp).await;
+            return Step::Done(Outcome::Close);
+        }
+    };
+    let route = conn.w.shared.routes.route(route_index);
+    if !route.targets.iter().any(|t| t.over_http) {
+        tracing::warn!(
+            line = route.line,
+            "websocket passthrough (route without over_http) is not supported yet"
+        );
+        conn.send_error(&ClientError::new(
+            501,
+            "WebSocket passthrough is not supported yet",
+        ))
+        .await;
+        return Step::Done(Outcome::Close);
+    }
+    open_over_http(conn, &head, route_index, &handshake.key).await
+}
+
+fn connection_id(peer: SocketAddr) -> String {
+    format!("{:016x}-{}", fastrand::u64(..), peer.port())
+}
+
+/// The OPEN exchange: the origin must answer 200 `application/websocket-events` starting with
+/// OPEN; any other status is passed to the client, a malformed 200 is a 502.
+async fn open_over_http(
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    route_index: usize,
+    key: &str,
+) -> Step {
+    let w = conn.w.clone();
+    let template =
+        RequestTemplate::new(&w, head, route_index, conn.peer, &connection_id(conn.peer));
+    let request = template.build(&w, &[Event::Open], &[]);
+    let reply = match origin_wsoh::exchange(w.clone(), route_index, request).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(peer = %conn.peer, "websocket open: {e}");
+            let msg = if e.status() == 504 {
+                "Timed out waiting for the origin"
+            } else {
+                "Error while proxying to origin"
+            };
+            conn.send_error(&ClientError::new(e.status(), msg)).await;
+            return Step::Done(Outcome::Close);
+        }
+    };
+    if !reply.is_events() {
+        return refuse_with_origin_answer(conn, &reply).await;
+    }
+    let mut events = match codec::decode_events(&reply.body) {
+        Ok(events) if events.first() == Some(&Event::Open) => events,
+        other => {
+            tracing::warn!("websocket open: origin accepted without OPEN ({other:?})");
+            conn.send_error(&ClientError::new(502, "Error while proxying to origin"))
+                .await;
+            return Step::Done(Outcome::Close);
+        }
+    };
+    events.remove(0);
+    let protocol = http1::header_value(&reply.headers, "sec-websocket-protocol")
+        .and_then(|v| std::str::from_utf8(v).ok());
+    let resp101 = ws::response_101(&ws::accept_key(key), protocol, &[]);
+    if conn.write(resp101).await.is_err() {
+        return Step::Done(Outcome::Close);
+    }
+    let session = WsohSession::new(&w, template, &reply, events);
+    Step::WebSocket(WsSession::OverHttp(Box::new(session)))
+}
+
+/// The origin refused the WebSocket: the client gets its status, headers and body.
+async fn refuse_with_origin_answer(conn: &mut ClientConn, reply: &origin_wsoh::Reply) -> Step {
+    tracing::info!(code = reply.code, "websocket open refused by origin");
+    let mut out = Vec::with_capacity(256 + reply.body.len());
+    http1::encode_status_line(&mut out, Version::Http11, reply.code, &reply.reason);
+    for h in &reply.headers {
+        let hop = http1::is_hop_by_hop(&h.name) || h.name.eq_ignore_ascii_case("content-length");
+        if !hop && !crate::proto::grip::is_grip_header(&h.name) {
+            http1::encode_header(&mut out, &h.name, &h.value);
+        }
+    }
+    let body = &reply.body[..reply.body.len().min(100_000)];
+    http1::encode_header(
+        &mut out,
+        "Content-Length",
+        body.len().to_string().as_bytes(),
+    );
+    http1::encode_header(&mut out, "Connection", b"close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    let _ = conn.write(out).await;
+    Step::Done(Outcome::Close)
+}

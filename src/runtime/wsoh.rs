@@ -1,0 +1,631 @@
+//! A client WebSocket bridged to the origin over HTTP (routes marked `over_http`).
+//!
+//! At most one request to the origin is in flight per connection; it runs as its own short task
+//! and posts `ev::ORIGIN` when done, so the connection keeps reading client frames meanwhile.
+//! Messages that arrive meanwhile queue up and go together in the next request (whole messages,
+//! up to `websocket.batch_bytes_max`). A request that could not reach the origin is retried with
+//! back-off; any other failure closes the client with 1011. Client pings are answered here and
+//! not forwarded, so keep-alive traffic costs the origin nothing.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::client::{ClientConn, Outcome, Wake};
+use super::conns::{Sink, ev};
+use super::worker::Worker;
+use crate::origin::client::OriginError;
+use crate::origin::wsoh::{self as origin_wsoh, Reply, RequestTemplate};
+use crate::proto::ws::{self, Message, Opcode};
+use crate::proto::wsoh::{self, Control, Event, MessageType, OriginText};
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// The client sent a close frame (echoed); the origin still gets the queued events.
+    ClientClosed,
+    /// holdfast sent a close frame and waits for the client's, until the deadline.
+    CloseSent {
+        deadline_ms: u64,
+    },
+    /// The client vanished: the origin gets a last DISCONNECT, then the connection ends.
+    Gone,
+    /// Flush what is queued to the client and end.
+    Ending,
+}
+
+/// Keep-alive messages to the client, set by the `keep-alive` control message.
+struct ClientKeepAlive {
+    frame: Bytes,
+    every_ms: u64,
+    interval_mode: bool,
+    next_ms: u64,
+}
+
+/// The result slot shared with the task running one origin request.
+type InFlight = Rc<RefCell<Option<Result<Reply, OriginError>>>>;
+
+pub struct WsohSession {
+    template: RequestTemplate,
+    ws: ws::Session,
+    /// The `grip` extension's message prefix when the origin enabled it.
+    prefix: Option<String>,
+    channel_prefix: String,
+    meta: Vec<(String, String)>,
+    queue: VecDeque<Event>,
+    queue_bytes: usize,
+    inflight: Option<InFlight>,
+    /// The batch of the request in flight or waiting for a retry.
+    batch: Vec<Event>,
+    retries: u32,
+    retry_at_ms: Option<u64>,
+    detached: bool,
+    refresh: bool,
+    keep_alive_ms: Option<u64>,
+    last_exchange_ms: u64,
+    client_keep_alive: Option<ClientKeepAlive>,
+    state: State,
+    /// Events of the OPEN answer after OPEN itself, delivered when the session starts.
+    opening_events: Vec<Event>,
+}
+
+impl WsohSession {
+    /// A session whose OPEN exchange succeeded with `reply` (events after OPEN in `rest`).
+    pub fn new(w: &Worker, template: RequestTemplate, reply: &Reply, rest: Vec<Event>) -> Self {
+        let cfg = &w.shared.config.websocket;
+        let route = w.shared.routes.route(template.route_index());
+        let extensions: Vec<&[u8]> = reply
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|h| h.value.as_slice())
+            .collect();
+        let prefix = if route.no_grip {
+            None
+        } else {
+            wsoh::grip_extension(&extensions)
+        };
+        let mut session = WsohSession {
+            ws: ws::Session::new(ws::SessionLimits {
+                message_bytes_max: cfg.message_bytes_max,
+                require_mask: true,
+            }),
+            prefix,
+            channel_prefix: route.prefix.clone(),
+            template,
+            meta: Vec::new(),
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            inflight: None,
+            batch: Vec::new(),
+            retries: 0,
+            retry_at_ms: None,
+            detached: false,
+            refresh: false,
+            keep_alive_ms: None,
+            last_exchange_ms: w.now_ms(),
+            client_keep_alive: None,
+            state: State::Open,
+            opening_events: rest,
+        };
+        session.apply_reply_headers(reply);
+        session
+    }
+
+    fn apply_reply_headers(&mut self, reply: &Reply) {
+        for (name, value) in wsoh::set_meta_updates(reply.header_pairs()) {
+            self.meta.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+            if let Some(v) = value {
+                self.meta.push((name, v));
+            }
+        }
+        if let Some(interval) = wsoh::keep_alive_interval(reply.header_pairs()) {
+            self.keep_alive_ms = interval.map(|s| u64::from(s) * 1000);
+        }
+    }
+}
+
+/// Runs an opened WebSocket-over-HTTP connection to its end.
+pub async fn run(conn: &mut ClientConn, mut s: Box<WsohSession>) -> Outcome {
+    let w = conn.w.clone();
+    w.set_sink(conn.id, Sink::WebSocket);
+    for event in std::mem::take(&mut s.opening_events) {
+        s.on_origin_event(conn, event);
+    }
+    let header_max = w.shared.config.http.header_bytes_max;
+    loop {
+        s.maybe_send(conn);
+        if !w.flush_conn(conn.id) {
+            return Outcome::Close;
+        }
+        if s.finished() {
+            return s.drain(conn).await;
+        }
+        if let Some(at) = s.next_deadline(&w) {
+            w.schedule(conn.id, at);
+        }
+        conn.release_idle_buffer();
+        let read =
+            s.wants_client_bytes(&w) && conn.inbuf().len() < header_max.max(ws::PENDING_BYTES_MAX);
+        let blocked = w
+            .conns
+            .borrow()
+            .get(conn.id)
+            .is_some_and(|c| c.write_blocked);
+        let woke = if blocked {
+            conn.wait_writable(read).await
+        } else {
+            conn.wait(read).await
+        };
+        match woke {
+            Ok(Wake::Readable) => match conn.read_now().await {
+                Ok(n) if n > 0 => s.on_client_bytes(conn),
+                _ => s.client_gone(),
+            },
+            Ok(Wake::Writable) => {}
+            Ok(Wake::Events(e)) => {
+                if e & ev::DEAD != 0 {
+                    return Outcome::Close;
+                }
+                s.on_events(conn, e);
+            }
+            Err(_) => s.client_gone(),
+        }
+    }
+}
+
+impl WsohSession {
+    fn finished(&self) -> bool {
+        match self.state {
+            State::Ending => true,
+            State::ClientClosed | State::Gone => {
+                self.inflight.is_none() && self.queue.is_empty() && self.retry_at_ms.is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// Writes what is queued for the client (bounded by the close timeout), then ends.
+    async fn drain(&mut self, conn: &mut ClientConn) -> Outcome {
+        let w = conn.w.clone();
+        let deadline = w.now_ms() + w.shared.config.websocket.close_timeout_ms;
+        loop {
+            if !w.flush_conn(conn.id) {
+                return Outcome::Close;
+            }
+            let pending = w
+                .conns
+                .borrow()
+                .get(conn.id)
+                .map_or(0, |c| c.outbox.bytes());
+            if pending == 0 || w.now_ms() >= deadline {
+                return Outcome::Close;
+            }
+            w.schedule(conn.id, deadline);
+            match conn.wait_writable(false).await {
+                Ok(Wake::Events(e)) if e & ev::DEAD != 0 => return Outcome::Close,
+                Err(_) => return Outcome::Close,
+                _ => {}
+            }
+        }
+    }
+
+    fn wants_client_bytes(&self, w: &Worker) -> bool {
+        let open = matches!(self.state, State::Open | State::CloseSent { .. });
+        open && !self.ws.is_closed() && self.queue_bytes < w.shared.config.websocket.queue_bytes_max
+    }
+
+    fn next_deadline(&self, w: &Worker) -> Option<u64> {
+        let mut at = self.retry_at_ms;
+        let mut consider = |t: u64| at = Some(at.map_or(t, |a| a.min(t)));
+        if let State::CloseSent { deadline_ms } = self.state {
+            consider(deadline_ms);
+        }
+        if let (Some(ka), None, State::Open) = (self.keep_alive_ms, &self.inflight, self.state) {
+            consider(self.last_exchange_ms + ka);
+        }
+        if let Some(k) = &self.client_keep_alive {
+            consider(k.next_ms);
+        }
+        at.map(|a| a.max(w.now_ms()))
+    }
+
+    fn on_events(&mut self, conn: &mut ClientConn, e: u8) {
+        let w = conn.w.clone();
+        if e & ev::ORIGIN != 0 {
+            self.on_origin_done(conn);
+        }
+        if e & ev::SHUTDOWN != 0 {
+            self.close_client(conn, ws::CLOSE_GOING_AWAY, "server shutting down");
+        }
+        if e & ev::CLOSE != 0 && self.state == State::Open {
+            // A published close frame is already queued by the fan-out.
+            let deadline_ms = w.now_ms() + w.shared.config.websocket.close_timeout_ms;
+            self.state = State::CloseSent { deadline_ms };
+        }
+        if e & ev::REFRESH != 0 {
+            self.refresh = true;
+        }
+        if e & ev::TIMER != 0 {
+            self.on_timer(conn);
+        }
+    }
+
+    fn on_timer(&mut self, conn: &mut ClientConn) {
+        let w = conn.w.clone();
+        let now = w.now_ms();
+        if let State::CloseSent { deadline_ms } = self.state
+            && now >= deadline_ms
+        {
+            tracing::debug!("websocket: client did not answer the close frame in time");
+            self.state = State::Ending;
+        }
+        let last_write = w.conns.borrow().get(conn.id).map_or(0, |c| c.last_write_ms);
+        if let Some(k) = self.client_keep_alive.as_mut() {
+            if !k.interval_mode {
+                k.next_ms = k.next_ms.max(last_write + k.every_ms);
+            }
+            if now >= k.next_ms {
+                k.next_ms = now + k.every_ms;
+                let frame = k.frame.clone();
+                queue_bytes(conn, frame);
+            }
+        }
+    }
+
+    /// Decodes the client's bytes into messages and acts on them.
+    fn on_client_bytes(&mut self, conn: &mut ClientConn) {
+        let mut buf = std::mem::take(conn.inbuf());
+        let mut used = 0;
+        let mut messages = Vec::new();
+        let mut failure = None;
+        while used < buf.len() {
+            match self.ws.decode(&mut buf[used..]) {
+                Ok((0, None)) => break,
+                Ok((n, msg)) => {
+                    used += n;
+                    messages.extend(msg);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        buf.drain(..used);
+        *conn.inbuf() = buf;
+        for m in messages {
+            self.on_client_message(conn, m);
+        }
+        if let Some(e) = failure {
+            tracing::info!(peer = %conn.peer, "websocket: {e}");
+            queue_close(conn, e.code, e.reason);
+            self.queue_event(Event::Close {
+                code: Some(e.code),
+                reason: e.reason.as_bytes().to_vec(),
+            });
+            // The session reads nothing more; the origin still gets the CLOSE, then it ends.
+            self.state = State::ClientClosed;
+        }
+    }
+
+    fn on_client_message(&mut self, conn: &mut ClientConn, m: Message) {
+        match m {
+            Message::Text(data) => self.queue_event(Event::Text(data)),
+            Message::Binary(data) => self.queue_event(Event::Binary(data)),
+            Message::Ping(payload) => queue_frame(conn, Opcode::Pong, &payload),
+            Message::Pong(_) => {}
+            Message::Close { code, reason } => {
+                if self.state == State::Open {
+                    // Echo the close (RFC 6455 5.5.1), then tell the origin.
+                    match code {
+                        Some(c) => queue_close(conn, c, &reason),
+                        None => queue_frame(conn, Opcode::Close, &[]),
+                    }
+                    self.queue_event(Event::Close {
+                        code,
+                        reason: reason.into_bytes(),
+                    });
+                    self.state = State::ClientClosed;
+                } else {
+                    self.state = State::Ending;
+                }
+            }
+        }
+    }
+
+    fn queue_event(&mut self, e: Event) {
+        if self.detached && !matches!(e, Event::Close { .. } | Event::Disconnect) {
+            return;
+        }
+        self.queue_bytes += wsoh::encoded_len(&e);
+        self.queue.push_back(e);
+    }
+
+    fn client_gone(&mut self) {
+        if matches!(self.state, State::Open | State::CloseSent { .. }) {
+            self.queue_event(Event::Disconnect);
+            self.state = State::Gone;
+        } else if self.state != State::Gone {
+            self.state = State::Ending;
+        }
+    }
+
+    /// Sends holdfast's own close frame and waits for the client's answer.
+    fn close_client(&mut self, conn: &mut ClientConn, code: u16, reason: &str) {
+        if matches!(self.state, State::Open) {
+            queue_close(conn, code, reason);
+            let deadline_ms = conn.w.now_ms() + conn.w.shared.config.websocket.close_timeout_ms;
+            self.state = State::CloseSent { deadline_ms };
+        } else if !matches!(self.state, State::CloseSent { .. }) {
+            self.state = State::Ending;
+        }
+    }
+}
+
+impl WsohSession {
+    /// Starts the next origin request if none is in flight and there is a reason to send one.
+    fn maybe_send(&mut self, conn: &mut ClientConn) {
+        if self.inflight.is_some() || self.state == State::Ending {
+            return;
+        }
+        let w = conn.w.clone();
+        let now = w.now_ms();
+        if let Some(at) = self.retry_at_ms {
+            if now < at {
+                return;
+            }
+            self.retry_at_ms = None;
+        } else if !self.queue.is_empty() {
+            self.take_batch(w.shared.config.websocket.batch_bytes_max);
+        } else {
+            let keep_alive_due = self
+                .keep_alive_ms
+                .is_some_and(|ka| now >= self.last_exchange_ms + ka);
+            if !(self.state == State::Open && (keep_alive_due || self.refresh)) {
+                return;
+            }
+            self.refresh = false;
+            self.batch.clear();
+        }
+        let request = self.template.build(&w, &self.batch, &self.meta);
+        let slot: InFlight = Rc::new(RefCell::new(None));
+        self.inflight = Some(slot.clone());
+        let route_index = self.template.route_index();
+        let id = conn.id;
+        monoio::spawn(async move {
+            let result = origin_wsoh::exchange(w.clone(), route_index, request).await;
+            *slot.borrow_mut() = Some(result);
+            w.conns.borrow_mut().notify(id, ev::ORIGIN);
+        });
+    }
+
+    /// Moves whole events from the queue into the batch, up to `max` event bytes (at least one).
+    fn take_batch(&mut self, max: usize) {
+        self.batch.clear();
+        let mut bytes = 0;
+        while let Some(e) = self.queue.front() {
+            let len = wsoh::encoded_len(e);
+            if !self.batch.is_empty() && bytes + len > max {
+                break;
+            }
+            bytes += len;
+            self.queue_bytes -= len;
+            if let Some(e) = self.queue.pop_front() {
+                self.batch.push(e);
+            }
+        }
+    }
+
+    fn on_origin_done(&mut self, conn: &mut ClientConn) {
+        let Some(slot) = self.inflight.take() else {
+            return;
+        };
+        let Some(result) = slot.borrow_mut().take() else {
+            return;
+        };
+        let w = conn.w.clone();
+        self.last_exchange_ms = w.now_ms();
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => return self.on_origin_error(conn, e),
+        };
+        if !reply.is_events() {
+            tracing::warn!(
+                code = reply.code,
+                "websocket-over-http: origin answered {} {}",
+                reply.code,
+                reply.reason
+            );
+            return self.fail(conn);
+        }
+        let events = match wsoh::decode_events(&reply.body) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!("websocket-over-http: invalid events from origin: {e}");
+                return self.fail(conn);
+            }
+        };
+        self.retries = 0;
+        self.batch.clear();
+        self.apply_reply_headers(&reply);
+        for event in events {
+            self.on_origin_event(conn, event);
+        }
+    }
+
+    fn on_origin_error(&mut self, conn: &mut ClientConn, e: OriginError) {
+        let max = conn.w.shared.config.websocket.retries_max;
+        if origin_wsoh::is_retryable(&e) && self.retries < max {
+            let backoff = 1000u64 << self.retries.min(10);
+            self.retries += 1;
+            self.retry_at_ms = Some(conn.w.now_ms() + backoff + fastrand::u64(0..1000));
+            tracing::info!("websocket-over-http: {e}; retry {} of {max}", self.retries);
+            return;
+        }
+        tracing::warn!("websocket-over-http: {e}; closing the client");
+        self.fail(conn);
+    }
+
+    /// The origin failed for good: close the client with 1011.
+    fn fail(&mut self, conn: &mut ClientConn) {
+        self.queue.clear();
+        self.queue_bytes = 0;
+        self.batch.clear();
+        self.retry_at_ms = None;
+        if matches!(self.state, State::Open) {
+            self.close_client(conn, ws::CLOSE_INTERNAL_ERROR, "origin error");
+        } else {
+            self.state = State::Ending;
+        }
+    }
+
+    fn on_origin_event(&mut self, conn: &mut ClientConn, event: Event) {
+        match event {
+            Event::Text(payload) => self.on_origin_text(conn, &payload),
+            Event::Binary(payload) => match self.prefix.as_deref() {
+                Some(prefix) => {
+                    if let OriginText::Message(m) = wsoh::classify_binary(&payload, prefix) {
+                        queue_frame(conn, Opcode::Binary, m);
+                    }
+                }
+                None => queue_frame(conn, Opcode::Binary, &payload),
+            },
+            Event::Ping(p) => queue_frame(conn, Opcode::Ping, &p),
+            Event::Pong(p) => queue_frame(conn, Opcode::Pong, &p),
+            Event::Close { code, reason } => {
+                let reason = String::from_utf8_lossy(&reason).into_owned();
+                match (self.state, code) {
+                    (State::Open, Some(c)) => self.close_client(conn, c, &reason),
+                    (State::Open, None) => {
+                        queue_frame(conn, Opcode::Close, &[]);
+                        let deadline_ms =
+                            conn.w.now_ms() + conn.w.shared.config.websocket.close_timeout_ms;
+                        self.state = State::CloseSent { deadline_ms };
+                    }
+                    _ => {}
+                }
+            }
+            Event::Disconnect => self.state = State::Ending,
+            Event::Open => {
+                tracing::warn!("websocket-over-http: origin sent OPEN on an open connection");
+                self.fail(conn);
+            }
+        }
+    }
+
+    fn on_origin_text(&mut self, conn: &mut ClientConn, payload: &[u8]) {
+        let message = match self.prefix.as_deref() {
+            None => payload,
+            Some(prefix) => match wsoh::classify_text(payload, prefix) {
+                OriginText::Message(m) => m,
+                OriginText::Control(json) => {
+                    match wsoh::parse_control(json) {
+                        Ok(c) => self.on_control(conn, c),
+                        Err(e) => {
+                            tracing::info!("websocket-over-http: control message ignored: {e}")
+                        }
+                    }
+                    return;
+                }
+                OriginText::Dropped => {
+                    tracing::debug!("websocket-over-http: origin message without prefix dropped");
+                    return;
+                }
+            },
+        };
+        if std::str::from_utf8(message).is_err() {
+            tracing::warn!("websocket-over-http: origin sent invalid UTF-8 text: dropped");
+            return;
+        }
+        queue_frame(conn, Opcode::Text, message);
+    }
+
+    fn on_control(&mut self, conn: &mut ClientConn, c: Control) {
+        let w = conn.w.clone();
+        match c {
+            Control::Subscribe { channel, .. } => {
+                let max = w.shared.config.grip.channels_max;
+                if w.subscription_count(conn.id) >= max {
+                    tracing::info!(
+                        "websocket: subscription limit ({max}) reached, {channel} ignored"
+                    );
+                    return;
+                }
+                let full = format!("{}{channel}", self.channel_prefix);
+                w.subscribe(conn.id, &[full], Sink::WebSocket);
+            }
+            Control::Unsubscribe { channel } => {
+                w.unsubscribe(conn.id, &format!("{}{channel}", self.channel_prefix));
+            }
+            Control::Detach => self.detached = true,
+            Control::SetMeta { name, value } => {
+                self.meta.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+                if let Some(v) = value.filter(|v| !v.is_empty()) {
+                    self.meta.push((name, v));
+                }
+            }
+            Control::KeepAlive {
+                content,
+                message_type,
+                timeout_secs,
+                mode,
+            } => {
+                self.client_keep_alive = content.map(|data| {
+                    let every_ms = u64::from(
+                        timeout_secs
+                            .unwrap_or(wsoh::KEEP_ALIVE_TIMEOUT_DEFAULT_SECS)
+                            .max(1),
+                    ) * 1000;
+                    let mut frame = Vec::with_capacity(data.len() + ws::HEADER_BYTES_MAX);
+                    ws::encode_frame(&mut frame, true, opcode_of(message_type), &data, None);
+                    ClientKeepAlive {
+                        frame: Bytes::from(frame),
+                        every_ms,
+                        interval_mode: mode == wsoh::KeepAliveMode::Interval,
+                        next_ms: w.now_ms() + every_ms,
+                    }
+                });
+            }
+            Control::Close { code, reason } => {
+                self.close_client(conn, code.unwrap_or(ws::CLOSE_NORMAL), &reason);
+            }
+            other => {
+                tracing::debug!("websocket-over-http: control message not supported: {other:?}")
+            }
+        }
+    }
+}
+
+fn opcode_of(t: MessageType) -> Opcode {
+    match t {
+        MessageType::Text => Opcode::Text,
+        MessageType::Binary => Opcode::Binary,
+        MessageType::Ping => Opcode::Ping,
+        MessageType::Pong => Opcode::Pong,
+    }
+}
+
+/// Queues bytes for the client behind everything already queued (publishes included).
+fn queue_bytes(conn: &ClientConn, bytes: Bytes) {
+    if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
+        conn.w.queue(slot, conn.id, bytes);
+    }
+}
+
+/// Queues one unmasked frame for the client.
+pub fn queue_frame(conn: &ClientConn, opcode: Opcode, payload: &[u8]) {
+    let mut frame = Vec::with_capacity(payload.len() + ws::HEADER_BYTES_MAX);
+    ws::encode_frame(&mut frame, true, opcode, payload, None);
+    queue_bytes(conn, Bytes::from(frame));
+}
+
+/// Queues a close frame for the client.
+pub fn queue_close(conn: &ClientConn, code: u16, reason: &str) {
+    let mut frame = Vec::with_capacity(ws::HEADER_BYTES_MAX + 125);
+    ws::encode_close_frame(&mut frame, code, reason, None);
+    queue_bytes(conn, Bytes::from(frame));
+}
