@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -23,3 +24,11 @@ echo "== cargo test"
 # The per-connection state size is printed by this test; keep it visible in the log.
 cargo test --lib slot_size -- --nocapture
 cargo test --all-targets
+
+echo "== end-to-end tests again on the legacy (epoll) driver"
+HOLDFAST_TEST_DRIVER=legacy cargo test --tests -- --test-threads=4 2>&1 | grep -E "^test result|FAILED|panicked" || true
+HOLDFAST_TEST_DRIVER=legacy cargo test --tests -q >/dev/null
+
+echo "== Autobahn|Testsuite (WebSocket conformance, sections 1-11)"
+cargo build -q --bin holdfast
+scripts/autobahn/run.sh target/debug/holdfast

@@ -150,15 +150,9 @@ fn origin_request(
     if let Some(host) = host {
         http1::encode_header(&mut out, "Host", host);
     }
-    let connection_tokens: Vec<String> = head
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .map(|t| String::from_utf8_lossy(t.trim_ascii()).into_owned())
-        .collect();
+    let declared = connection_tokens(&head.headers);
     for h in &head.headers {
-        if !drop_request_header(&h.name, &connection_tokens) {
+        if !drop_request_header(&h.name, &declared) {
             http1::encode_header(&mut out, &h.name, &h.value);
         }
     }
@@ -225,11 +219,24 @@ fn carries_grip(resp: &OriginResponse) -> bool {
     header_value(&resp.head.headers, "grip-hold").is_some() || is_instruct_body(&resp.head.headers)
 }
 
+/// Header names listed in `Connection` headers: hop-by-hop by declaration (RFC 9110 7.6.1).
+fn connection_tokens(headers: &[Header]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).into_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 /// Headers from the origin that the client may see (no Grip-*, no hop-by-hop, no framing).
 pub fn client_visible(headers: &[Header], strip_grip: bool) -> Vec<(String, Vec<u8>)> {
+    let declared = connection_tokens(headers);
     headers
         .iter()
         .filter(|h| !http1::is_hop_by_hop(&h.name))
+        .filter(|h| !declared.iter().any(|t| h.name.eq_ignore_ascii_case(t)))
         .filter(|h| !h.name.eq_ignore_ascii_case("content-length"))
         .filter(|h| !(strip_grip && grip::is_grip_header(&h.name)))
         .map(|h| (h.name.clone(), h.value.clone()))

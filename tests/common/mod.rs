@@ -101,7 +101,10 @@ impl Head {
         self.headers
             .iter()
             .map(|(n, _)| n.as_str())
-            .filter(|n| n.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()))
+            .filter(|n| {
+                n.to_ascii_lowercase()
+                    .starts_with(&prefix.to_ascii_lowercase())
+            })
             .collect()
     }
 }
@@ -166,8 +169,7 @@ pub fn take_chunk(buf: &mut Vec<u8>) -> io::Result<Chunk> {
     if size_text.is_empty() || !size_text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid(format!("bad chunk size line {line:?}")));
     }
-    let size =
-        usize::from_str_radix(size_text, 16).map_err(|_| invalid("chunk size overflow"))?;
+    let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("chunk size overflow"))?;
     let data_start = line_end + 2;
     if size == 0 {
         let rest = &buf[data_start..];
@@ -346,6 +348,10 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
@@ -359,11 +365,20 @@ impl Client {
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.wire.stream.write_all(bytes).expect("write to holdfast");
+        self.wire
+            .stream
+            .write_all(bytes)
+            .expect("write to holdfast");
     }
 
     pub fn get(&mut self, path: &str) -> Response {
         self.send(&request("GET", path, &[], b""));
+        self.read_response()
+    }
+
+    /// Writes a whole request and reads its response.
+    pub fn send_and_read(&mut self, bytes: &[u8]) -> Response {
+        self.send(bytes);
         self.read_response()
     }
 
@@ -410,7 +425,9 @@ impl Client {
 
     /// The next chunk, as text, which must be there.
     pub fn next_text(&mut self) -> String {
-        let chunk = self.read_chunk().expect("a chunk, not the end of the stream");
+        let chunk = self
+            .read_chunk()
+            .expect("a chunk, not the end of the stream");
         String::from_utf8(chunk).expect("UTF-8 chunk")
     }
 

@@ -1,0 +1,192 @@
+//! The holdfast binary: `check-config`, and `run` stopped by SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
+
+/// A scratch directory removed at the end of the test.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        Scratch(scratch_dir(name))
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills the child if the test ends early.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn check_config(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("check-config")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run holdfast");
+    wait_status(&mut child, Duration::from_secs(10));
+    child.wait_with_output().unwrap()
+}
+
+fn wait_status(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("holdfast still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn path_arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn check_config_accepts_good_config() {
+    let dir = Scratch::new("check-good");
+    let routes = dir.file(
+        "routes",
+        "# a comment\n*,path_beg=/api 127.0.0.1:9000\n* 127.0.0.1:8080\n",
+    );
+    let out = check_config(&["--routes", path_arg(&routes)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 routes"), "{stdout}");
+}
+
+#[test]
+fn check_config_refuses_unsupported_route_option_naming_the_line() {
+    let dir = Scratch::new("check-bad-route");
+    let routes = dir.file("routes", "# line one\n* 127.0.0.1:80,ssl\n");
+    let out = check_config(&["--routes", path_arg(&routes)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted a bad routes file");
+    assert!(
+        stderr.contains("line 2"),
+        "message names the line: {stderr}"
+    );
+    assert!(stderr.contains("ssl"), "message names the option: {stderr}");
+}
+
+#[test]
+fn check_config_refuses_unknown_config_key() {
+    let dir = Scratch::new("check-bad-key");
+    let config = dir.file("holdfast.toml", "[http]\nheader_bytes_mx = 5\n");
+    let out = check_config(&["--config", path_arg(&config)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("header_bytes_mx"), "{stderr}");
+}
+
+/// Client and publish addresses from the "listening on [..] (publish API on ..)" log line.
+fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = &line[line.find("listening on [")? + "listening on [".len()..];
+    let http = rest[..rest.find(']')?]
+        .split(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let rest = &rest[rest.find("publish API on ")? + "publish API on ".len()..];
+    let publish = rest[..rest.find(')')?].trim().parse().ok()?;
+    Some((http, publish))
+}
+
+#[test]
+fn run_stops_cleanly_on_sigterm() {
+    let origin = Origin::fixed(stream_hold("cli", b"init\n"));
+    let dir = Scratch::new("run-sigterm");
+    let routes = dir.file("routes", &route_to(&origin));
+    let child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--publish-listen", "127.0.0.1:0"])
+        .args(["--workers", "2", "--routes", path_arg(&routes), "run"])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run holdfast");
+    let mut child = ChildGuard(child);
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (http, publish) = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("holdfast never logged its addresses");
+        if let Some(addrs) = parse_listening(&line) {
+            break addrs;
+        }
+    };
+    let mut sub = Client::connect(http);
+    sub.send(&request("GET", "/", &[], b""));
+    assert_eq!(sub.read_stream_head().status, 200);
+    assert_eq!(sub.next_text(), "init\n");
+    let body = items(vec![stream_item("cli", "live\n")]).to_string();
+    assert_eq!(post_publish(publish, &[], body.as_bytes()).status, 200);
+    assert_eq!(sub.next_text(), "live\n");
+
+    let start = Instant::now();
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill failed");
+    assert_eq!(
+        sub.read_chunk(),
+        None,
+        "held stream ends with the last chunk"
+    );
+    let (rest, _) = sub.wait_closed(Duration::from_secs(5));
+    assert!(rest.is_empty(), "bytes after the last chunk: {rest:?}");
+    let status = wait_status(&mut child.0, Duration::from_secs(5));
+    println!(
+        "holdfast exited {status} {:?} after SIGTERM",
+        start.elapsed()
+    );
+    assert!(status.success(), "exit status {status}");
+    reader.join().unwrap();
+}
