@@ -222,6 +222,11 @@ impl OriginResponse {
         }
     }
 
+    /// The connection after a `101 Switching Protocols`, with any bytes already read past the head.
+    pub fn into_upgraded(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
     /// Returns the connection to the pool when it can carry another request, and the read
     /// buffer to the worker's pool.
     pub fn finish(self, w: &Worker, body_complete: bool) {

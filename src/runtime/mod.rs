@@ -9,6 +9,7 @@ pub mod bufpool;
 pub mod client;
 pub mod conns;
 pub mod fanout;
+pub mod grip_ws;
 pub mod hold;
 pub mod listener;
 pub mod outbox;
@@ -18,6 +19,7 @@ pub mod server;
 pub mod timer;
 pub mod websocket;
 pub mod worker;
+pub mod ws_passthrough;
 pub mod wsoh;
 
 use std::future::poll_fn;

@@ -17,11 +17,13 @@ use crate::proto::wsoh::{self as codec, Event};
 /// A WebSocket that completed its handshake, ready to run.
 pub enum WsSession {
     OverHttp(Box<WsohSession>),
+    Passthrough(Box<super::ws_passthrough::PassSession>),
 }
 
 pub async fn run(conn: &mut ClientConn, session: WsSession) -> Outcome {
     match session {
         WsSession::OverHttp(s) => wsoh::run(conn, s).await,
+        WsSession::Passthrough(s) => super::ws_passthrough::run(conn, s).await,
     }
 }
 
@@ -55,16 +57,7 @@ pub async fn open(conn: &mut ClientConn, head: RequestHead, route_index: usize) 
     };
     let route = conn.w.shared.routes.route(route_index);
     if !route.targets.iter().any(|t| t.over_http) {
-        tracing::warn!(
-            line = route.line,
-            "websocket passthrough (route without over_http) is not supported yet"
-        );
-        conn.send_error(&ClientError::new(
-            501,
-            "WebSocket passthrough is not supported yet",
-        ))
-        .await;
-        return Step::Done(Outcome::Close);
+        return super::ws_passthrough::open(conn, &head, route_index, &handshake.key).await;
     }
     open_over_http(conn, &head, route_index, &handshake.key).await
 }

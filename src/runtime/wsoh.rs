@@ -11,15 +11,14 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use bytes::Bytes;
-
 use super::client::{ClientConn, Outcome, Wake};
 use super::conns::{Sink, ev};
+use super::grip_ws::{GripWs, queue_close, queue_frame};
 use super::worker::Worker;
 use crate::origin::client::OriginError;
 use crate::origin::wsoh::{self as origin_wsoh, Reply, RequestTemplate};
 use crate::proto::ws::{self, Message, Opcode};
-use crate::proto::wsoh::{self, Control, Event, MessageType, OriginText};
+use crate::proto::wsoh::{self, Event};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,24 +36,13 @@ enum State {
     Ending,
 }
 
-/// Keep-alive messages to the client, set by the `keep-alive` control message.
-struct ClientKeepAlive {
-    frame: Bytes,
-    every_ms: u64,
-    interval_mode: bool,
-    next_ms: u64,
-}
-
 /// The result slot shared with the task running one origin request.
 type InFlight = Rc<RefCell<Option<Result<Reply, OriginError>>>>;
 
 pub struct WsohSession {
     template: RequestTemplate,
     ws: ws::Session,
-    /// The `grip` extension's message prefix when the origin enabled it.
-    prefix: Option<String>,
-    channel_prefix: String,
-    meta: Vec<(String, String)>,
+    grip: GripWs,
     queue: VecDeque<Event>,
     queue_bytes: usize,
     inflight: Option<InFlight>,
@@ -62,11 +50,9 @@ pub struct WsohSession {
     batch: Vec<Event>,
     retries: u32,
     retry_at_ms: Option<u64>,
-    detached: bool,
     refresh: bool,
     keep_alive_ms: Option<u64>,
     last_exchange_ms: u64,
-    client_keep_alive: Option<ClientKeepAlive>,
     state: State,
     /// Events of the OPEN answer after OPEN itself, delivered when the session starts.
     opening_events: Vec<Event>,
@@ -93,21 +79,17 @@ impl WsohSession {
                 message_bytes_max: cfg.message_bytes_max,
                 require_mask: true,
             }),
-            prefix,
-            channel_prefix: route.prefix.clone(),
+            grip: GripWs::new(prefix, route.prefix.clone()),
             template,
-            meta: Vec::new(),
             queue: VecDeque::new(),
             queue_bytes: 0,
             inflight: None,
             batch: Vec::new(),
             retries: 0,
             retry_at_ms: None,
-            detached: false,
             refresh: false,
             keep_alive_ms: None,
             last_exchange_ms: w.now_ms(),
-            client_keep_alive: None,
             state: State::Open,
             opening_events: rest,
         };
@@ -117,10 +99,7 @@ impl WsohSession {
 
     fn apply_reply_headers(&mut self, reply: &Reply) {
         for (name, value) in wsoh::set_meta_updates(reply.header_pairs()) {
-            self.meta.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
-            if let Some(v) = value {
-                self.meta.push((name, v));
-            }
+            self.grip.set_meta(name, value);
         }
         if let Some(interval) = wsoh::keep_alive_interval(reply.header_pairs()) {
             self.keep_alive_ms = interval.map(|s| u64::from(s) * 1000);
@@ -227,8 +206,8 @@ impl WsohSession {
         if let (Some(ka), None, State::Open) = (self.keep_alive_ms, &self.inflight, self.state) {
             consider(self.last_exchange_ms + ka);
         }
-        if let Some(k) = &self.client_keep_alive {
-            consider(k.next_ms);
+        if let Some(k) = self.grip.keep_alive_at() {
+            consider(k);
         }
         at.map(|a| a.max(w.now_ms()))
     }
@@ -263,17 +242,7 @@ impl WsohSession {
             tracing::debug!("websocket: client did not answer the close frame in time");
             self.state = State::Ending;
         }
-        let last_write = w.conns.borrow().get(conn.id).map_or(0, |c| c.last_write_ms);
-        if let Some(k) = self.client_keep_alive.as_mut() {
-            if !k.interval_mode {
-                k.next_ms = k.next_ms.max(last_write + k.every_ms);
-            }
-            if now >= k.next_ms {
-                k.next_ms = now + k.every_ms;
-                let frame = k.frame.clone();
-                queue_bytes(conn, frame);
-            }
-        }
+        self.grip.keep_alive_tick(conn);
     }
 
     /// Decodes the client's bytes into messages and acts on them.
@@ -338,7 +307,7 @@ impl WsohSession {
     }
 
     fn queue_event(&mut self, e: Event) {
-        if self.detached && !matches!(e, Event::Close { .. } | Event::Disconnect) {
+        if self.grip.detached && !matches!(e, Event::Close { .. } | Event::Disconnect) {
             return;
         }
         self.queue_bytes += wsoh::encoded_len(&e);
@@ -391,7 +360,7 @@ impl WsohSession {
             self.refresh = false;
             self.batch.clear();
         }
-        let request = self.template.build(&w, &self.batch, &self.meta);
+        let request = self.template.build(&w, &self.batch, &self.grip.meta);
         let slot: InFlight = Rc::new(RefCell::new(None));
         self.inflight = Some(slot.clone());
         let route_index = self.template.route_index();
@@ -485,15 +454,12 @@ impl WsohSession {
 
     fn on_origin_event(&mut self, conn: &mut ClientConn, event: Event) {
         match event {
-            Event::Text(payload) => self.on_origin_text(conn, &payload),
-            Event::Binary(payload) => match self.prefix.as_deref() {
-                Some(prefix) => {
-                    if let OriginText::Message(m) = wsoh::classify_binary(&payload, prefix) {
-                        queue_frame(conn, Opcode::Binary, m);
-                    }
+            Event::Text(payload) => {
+                if let Some((code, reason)) = self.grip.origin_text(conn, &payload) {
+                    self.close_client(conn, code, &reason);
                 }
-                None => queue_frame(conn, Opcode::Binary, &payload),
-            },
+            }
+            Event::Binary(payload) => self.grip.origin_binary(conn, &payload),
             Event::Ping(p) => queue_frame(conn, Opcode::Ping, &p),
             Event::Pong(p) => queue_frame(conn, Opcode::Pong, &p),
             Event::Close { code, reason } => {
@@ -502,8 +468,8 @@ impl WsohSession {
                     (State::Open, Some(c)) => self.close_client(conn, c, &reason),
                     (State::Open, None) => {
                         queue_frame(conn, Opcode::Close, &[]);
-                        let deadline_ms =
-                            conn.w.now_ms() + conn.w.shared.config.websocket.close_timeout_ms;
+                        let timeout = conn.w.shared.config.websocket.close_timeout_ms;
+                        let deadline_ms = conn.w.now_ms() + timeout;
                         self.state = State::CloseSent { deadline_ms };
                     }
                     _ => {}
@@ -516,116 +482,4 @@ impl WsohSession {
             }
         }
     }
-
-    fn on_origin_text(&mut self, conn: &mut ClientConn, payload: &[u8]) {
-        let message = match self.prefix.as_deref() {
-            None => payload,
-            Some(prefix) => match wsoh::classify_text(payload, prefix) {
-                OriginText::Message(m) => m,
-                OriginText::Control(json) => {
-                    match wsoh::parse_control(json) {
-                        Ok(c) => self.on_control(conn, c),
-                        Err(e) => {
-                            tracing::info!("websocket-over-http: control message ignored: {e}")
-                        }
-                    }
-                    return;
-                }
-                OriginText::Dropped => {
-                    tracing::debug!("websocket-over-http: origin message without prefix dropped");
-                    return;
-                }
-            },
-        };
-        if std::str::from_utf8(message).is_err() {
-            tracing::warn!("websocket-over-http: origin sent invalid UTF-8 text: dropped");
-            return;
-        }
-        queue_frame(conn, Opcode::Text, message);
-    }
-
-    fn on_control(&mut self, conn: &mut ClientConn, c: Control) {
-        let w = conn.w.clone();
-        match c {
-            Control::Subscribe { channel, .. } => {
-                let max = w.shared.config.grip.channels_max;
-                if w.subscription_count(conn.id) >= max {
-                    tracing::info!(
-                        "websocket: subscription limit ({max}) reached, {channel} ignored"
-                    );
-                    return;
-                }
-                let full = format!("{}{channel}", self.channel_prefix);
-                w.subscribe(conn.id, &[full], Sink::WebSocket);
-            }
-            Control::Unsubscribe { channel } => {
-                w.unsubscribe(conn.id, &format!("{}{channel}", self.channel_prefix));
-            }
-            Control::Detach => self.detached = true,
-            Control::SetMeta { name, value } => {
-                self.meta.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
-                if let Some(v) = value.filter(|v| !v.is_empty()) {
-                    self.meta.push((name, v));
-                }
-            }
-            Control::KeepAlive {
-                content,
-                message_type,
-                timeout_secs,
-                mode,
-            } => {
-                self.client_keep_alive = content.map(|data| {
-                    let every_ms = u64::from(
-                        timeout_secs
-                            .unwrap_or(wsoh::KEEP_ALIVE_TIMEOUT_DEFAULT_SECS)
-                            .max(1),
-                    ) * 1000;
-                    let mut frame = Vec::with_capacity(data.len() + ws::HEADER_BYTES_MAX);
-                    ws::encode_frame(&mut frame, true, opcode_of(message_type), &data, None);
-                    ClientKeepAlive {
-                        frame: Bytes::from(frame),
-                        every_ms,
-                        interval_mode: mode == wsoh::KeepAliveMode::Interval,
-                        next_ms: w.now_ms() + every_ms,
-                    }
-                });
-            }
-            Control::Close { code, reason } => {
-                self.close_client(conn, code.unwrap_or(ws::CLOSE_NORMAL), &reason);
-            }
-            other => {
-                tracing::debug!("websocket-over-http: control message not supported: {other:?}")
-            }
-        }
-    }
-}
-
-fn opcode_of(t: MessageType) -> Opcode {
-    match t {
-        MessageType::Text => Opcode::Text,
-        MessageType::Binary => Opcode::Binary,
-        MessageType::Ping => Opcode::Ping,
-        MessageType::Pong => Opcode::Pong,
-    }
-}
-
-/// Queues bytes for the client behind everything already queued (publishes included).
-fn queue_bytes(conn: &ClientConn, bytes: Bytes) {
-    if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
-        conn.w.queue(slot, conn.id, bytes);
-    }
-}
-
-/// Queues one unmasked frame for the client.
-pub fn queue_frame(conn: &ClientConn, opcode: Opcode, payload: &[u8]) {
-    let mut frame = Vec::with_capacity(payload.len() + ws::HEADER_BYTES_MAX);
-    ws::encode_frame(&mut frame, true, opcode, payload, None);
-    queue_bytes(conn, Bytes::from(frame));
-}
-
-/// Queues a close frame for the client.
-pub fn queue_close(conn: &ClientConn, code: u16, reason: &str) {
-    let mut frame = Vec::with_capacity(ws::HEADER_BYTES_MAX + 125);
-    ws::encode_close_frame(&mut frame, code, reason, None);
-    queue_bytes(conn, Bytes::from(frame));
 }

@@ -1,0 +1,468 @@
+//! A client WebSocket proxied to the origin's own WebSocket (routes without `over_http`).
+//!
+//! Frames are decoded on both sides (so both are validated and control frames answered here),
+//! client messages are re-sent masked to the origin, origin messages go to the client through the
+//! outbox behind publishes. When the origin accepts the `grip` extension its `c:` control messages
+//! subscribe the connection like over HTTP, and its messages carry the prefix that is stripped.
+
+use std::io;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::client::{ClientConn, ClientError, Outcome};
+use super::conns::{Sink, ev};
+use super::grip_ws::{GripWs, queue_close, queue_frame};
+use super::proxy::{GRIP_FEATURES, Step};
+use super::websocket::WsSession;
+use crate::origin::client::{self as origin, OriginResponse};
+use crate::proto::http1::{self, RequestHead, Version, header_value};
+use crate::proto::ws::{self, Message, Opcode};
+use crate::proto::wsoh;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// One side sent a close frame; waiting for the other's until the deadline.
+    Closing {
+        deadline_ms: u64,
+    },
+    Ending,
+}
+
+pub struct PassSession {
+    origin: TcpStream,
+    /// Unparsed bytes from the origin (empty and unallocated while idle).
+    origin_buf: Vec<u8>,
+    client_ws: ws::Session,
+    origin_ws: ws::Session,
+    grip: GripWs,
+    state: State,
+}
+
+/// Client handshake headers that the origin does not get as they are.
+fn dropped(name: &str) -> bool {
+    const DROPPED: [&str; 5] = [
+        "host",
+        "sec-websocket-extensions",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "content-length",
+    ];
+    let lower = name.to_ascii_lowercase();
+    (http1::is_hop_by_hop(&lower) && lower != "upgrade")
+        || DROPPED.contains(&lower.as_str())
+        || lower.starts_with("grip-")
+}
+
+fn upgrade_request(
+    conn: &ClientConn,
+    head: &RequestHead,
+    route_index: usize,
+    host: Option<&[u8]>,
+) -> Vec<u8> {
+    let w = &conn.w;
+    let route = w.shared.routes.route(route_index);
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(
+        format!("GET {} HTTP/1.1\r\n", route.origin_path(&head.target)).as_bytes(),
+    );
+    if let Some(host) = host.or_else(|| header_value(&head.headers, "host")) {
+        http1::encode_header(&mut out, "Host", host);
+    }
+    http1::encode_header(&mut out, "Connection", b"Upgrade");
+    for h in head.headers.iter().filter(|h| !dropped(&h.name)) {
+        http1::encode_header(&mut out, &h.name, &h.value);
+    }
+    if w.shared.config.origin.x_forwarded_for {
+        http1::encode_header(
+            &mut out,
+            "X-Forwarded-For",
+            conn.peer.ip().to_string().as_bytes(),
+        );
+    }
+    if w.shared.config.origin.x_forwarded_proto {
+        http1::encode_header(&mut out, "X-Forwarded-Proto", b"http");
+    }
+    if !route.no_grip {
+        http1::encode_header(&mut out, "Sec-WebSocket-Extensions", b"grip");
+    }
+    if let Some(token) = w.signers.for_route(route_index).and_then(|s| s.token()) {
+        http1::encode_header(&mut out, "Grip-Sig", token.as_bytes());
+        http1::encode_header(&mut out, "Grip-Feature", GRIP_FEATURES.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+async fn connect(
+    conn: &ClientConn,
+    head: &RequestHead,
+    route_index: usize,
+) -> Result<OriginResponse, origin::OriginError> {
+    let w = &conn.w;
+    let route = w.shared.routes.route(route_index);
+    let mut last = None;
+    for (t, target) in route.targets.iter().enumerate() {
+        let host = route
+            .as_host
+            .as_deref()
+            .or(target.host_header.as_deref())
+            .map(str::as_bytes);
+        let request = upgrade_request(conn, head, route_index, host);
+        let addrs = std::slice::from_ref(&w.shared.routes.addrs[route_index][t]);
+        match origin::send(w, addrs, "GET", request).await {
+            Ok(resp) => return Ok(resp),
+            Err(e @ origin::OriginError::Timeout(_)) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(origin::OriginError::Closed(conn.peer)))
+}
+
+/// Opens the origin's WebSocket and answers the client's handshake with its result.
+pub async fn open(
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    route_index: usize,
+    key: &str,
+) -> Step {
+    let w = conn.w.clone();
+    let mut resp = match connect(conn, head, route_index).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(peer = %conn.peer, "websocket passthrough: {e}");
+            conn.send_error(&ClientError::new(
+                e.status(),
+                "Error while proxying to origin",
+            ))
+            .await;
+            return Step::Done(Outcome::Close);
+        }
+    };
+    if resp.head.code != 101 {
+        return refuse(conn, resp).await;
+    }
+    let accept = ws::accept_key(key);
+    if header_value(&resp.head.headers, "sec-websocket-accept") != Some(accept.as_bytes()) {
+        tracing::warn!("websocket passthrough: origin sent a wrong Sec-WebSocket-Accept");
+        conn.send_error(&ClientError::new(502, "Error while proxying to origin"))
+            .await;
+        return Step::Done(Outcome::Close);
+    }
+    let route = w.shared.routes.route(route_index);
+    let extensions: Vec<&[u8]> = resp
+        .head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|h| h.value.as_slice())
+        .collect();
+    let prefix = if route.no_grip {
+        None
+    } else {
+        wsoh::grip_extension(&extensions)
+    };
+    let protocol = header_value(&resp.head.headers, "sec-websocket-protocol")
+        .and_then(|v| std::str::from_utf8(v).ok());
+    if conn
+        .write(ws::response_101(&accept, protocol, &[]))
+        .await
+        .is_err()
+    {
+        return Step::Done(Outcome::Close);
+    }
+    let limits = |require_mask| ws::SessionLimits {
+        message_bytes_max: w.shared.config.websocket.message_bytes_max,
+        require_mask,
+    };
+    let grip = GripWs::new(prefix, route.prefix.clone());
+    resp.buf.shrink_to_fit();
+    let (origin, origin_buf) = resp.into_upgraded();
+    let session = PassSession {
+        origin,
+        origin_buf,
+        client_ws: ws::Session::new(limits(true)),
+        origin_ws: ws::Session::new(limits(false)),
+        grip,
+        state: State::Open,
+    };
+    Step::WebSocket(WsSession::Passthrough(Box::new(session)))
+}
+
+/// The origin did not switch protocols: the client gets its answer.
+async fn refuse(conn: &mut ClientConn, mut resp: OriginResponse) -> Step {
+    let cfg = &conn.w.shared.config.origin;
+    let body = resp
+        .read_body(cfg.instruct_body_bytes_max, cfg.response_timeout_ms)
+        .await
+        .unwrap_or_default();
+    let head = resp.head.clone();
+    resp.finish(&conn.w, false);
+    let mut out = Vec::with_capacity(256 + body.len());
+    http1::encode_status_line(&mut out, Version::Http11, head.code, &head.reason);
+    for (name, value) in super::proxy::client_visible(&head.headers, true) {
+        http1::encode_header(&mut out, &name, &value);
+    }
+    http1::encode_header(
+        &mut out,
+        "Content-Length",
+        body.len().to_string().as_bytes(),
+    );
+    http1::encode_header(&mut out, "Connection", b"close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    let _ = conn.write(out).await;
+    Step::Done(Outcome::Close)
+}
+
+enum Woke {
+    Client,
+    Origin,
+    Writable,
+    Events(u8),
+}
+
+async fn wait(
+    conn: &ClientConn,
+    origin: &TcpStream,
+    read_client: bool,
+    read_origin: bool,
+    write: bool,
+) -> io::Result<Woke> {
+    let w = &conn.w;
+    let id = conn.id;
+    let events = std::future::poll_fn(|cx| w.poll_events(id, cx));
+    monoio::select! {
+        e = events => Ok(Woke::Events(e)),
+        r = conn.stream.readable(false), if read_client => r.map(|_| Woke::Client),
+        r = origin.readable(false), if read_origin => r.map(|_| Woke::Origin),
+        r = conn.stream.writable(false), if write => r.map(|_| Woke::Writable),
+    }
+}
+
+pub async fn run(conn: &mut ClientConn, mut s: Box<PassSession>) -> Outcome {
+    let w = conn.w.clone();
+    w.set_sink(conn.id, Sink::WebSocket);
+    let mut to_origin = s.on_origin_bytes(conn);
+    loop {
+        if !to_origin.is_empty()
+            && s.send_to_origin(std::mem::take(&mut to_origin))
+                .await
+                .is_err()
+        {
+            s.origin_gone(conn);
+        }
+        if !w.flush_conn(conn.id) {
+            return Outcome::Close;
+        }
+        if s.state == State::Ending {
+            return Outcome::Close;
+        }
+        if let Some(at) = s.next_deadline() {
+            w.schedule(conn.id, at);
+        }
+        conn.release_idle_buffer();
+        let read_client =
+            !s.client_ws.is_closed() && conn.inbuf().len() < ws::PENDING_BYTES_MAX.max(16_384);
+        let read_origin = !s.origin_ws.is_closed();
+        let blocked = w
+            .conns
+            .borrow()
+            .get(conn.id)
+            .is_some_and(|c| c.write_blocked);
+        match wait(conn, &s.origin, read_client, read_origin, blocked).await {
+            Ok(Woke::Client) => match conn.read_now().await {
+                Ok(n) if n > 0 => to_origin = s.on_client_bytes(conn),
+                _ => s.state = State::Ending,
+            },
+            Ok(Woke::Origin) => match s.read_origin(conn).await {
+                Ok(n) if n > 0 => to_origin = s.on_origin_bytes(conn),
+                _ => s.origin_gone(conn),
+            },
+            Ok(Woke::Writable) => {}
+            Ok(Woke::Events(e)) => {
+                if e & ev::DEAD != 0 {
+                    return Outcome::Close;
+                }
+                to_origin = s.on_events(conn, e);
+            }
+            Err(_) => s.state = State::Ending,
+        }
+    }
+}
+
+impl PassSession {
+    fn next_deadline(&self) -> Option<u64> {
+        let closing = match self.state {
+            State::Closing { deadline_ms } => Some(deadline_ms),
+            _ => None,
+        };
+        match (closing, self.grip.keep_alive_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn closing(&mut self, conn: &ClientConn) {
+        if self.state == State::Open {
+            let deadline_ms = conn.w.now_ms() + conn.w.shared.config.websocket.close_timeout_ms;
+            self.state = State::Closing { deadline_ms };
+        }
+    }
+
+    fn on_events(&mut self, conn: &ClientConn, e: u8) -> Vec<u8> {
+        let mut to_origin = Vec::new();
+        if e & ev::SHUTDOWN != 0 && self.state == State::Open {
+            queue_close(conn, ws::CLOSE_GOING_AWAY, "server shutting down");
+            ws::encode_close_frame(&mut to_origin, ws::CLOSE_GOING_AWAY, "", Some(mask()));
+            self.closing(conn);
+        }
+        if e & ev::CLOSE != 0 {
+            self.closing(conn);
+        }
+        if e & ev::TIMER != 0 {
+            if let State::Closing { deadline_ms } = self.state
+                && conn.w.now_ms() >= deadline_ms
+            {
+                self.state = State::Ending;
+            }
+            self.grip.keep_alive_tick(conn);
+        }
+        to_origin
+    }
+
+    async fn read_origin(&mut self, conn: &ClientConn) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut self.origin_buf);
+        if buf.capacity() == 0 {
+            buf = conn.w.bufs.take();
+        } else if buf.len() == buf.capacity() {
+            buf.reserve(16_384);
+        }
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (res, slice) = self.origin.read(buf.slice_mut(len..cap)).await;
+        self.origin_buf = slice.into_inner();
+        res
+    }
+
+    async fn send_to_origin(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+        self.origin.write_all(bytes).await.0.map(|_| ())
+    }
+
+    fn origin_gone(&mut self, conn: &ClientConn) {
+        if self.state == State::Open {
+            tracing::info!("websocket passthrough: origin closed the connection");
+            queue_close(conn, ws::CLOSE_INTERNAL_ERROR, "origin went away");
+        }
+        self.state = State::Ending;
+    }
+
+    /// Client messages, re-framed (masked) for the origin; control frames handled here.
+    fn on_client_bytes(&mut self, conn: &mut ClientConn) -> Vec<u8> {
+        let mut buf = std::mem::take(conn.inbuf());
+        let (messages, used, failure) = decode_all(&mut self.client_ws, &mut buf);
+        buf.drain(..used);
+        *conn.inbuf() = buf;
+        let mut to_origin = Vec::new();
+        for m in messages {
+            match m {
+                Message::Text(d) if !self.grip.detached => {
+                    frame_for_origin(&mut to_origin, Opcode::Text, &d)
+                }
+                Message::Binary(d) if !self.grip.detached => {
+                    frame_for_origin(&mut to_origin, Opcode::Binary, &d)
+                }
+                Message::Text(_) | Message::Binary(_) | Message::Pong(_) => {}
+                Message::Ping(p) => queue_frame(conn, Opcode::Pong, &p),
+                Message::Close { code, reason } => {
+                    let code = code.unwrap_or(ws::CLOSE_NORMAL);
+                    ws::encode_close_frame(&mut to_origin, code, &reason, Some(mask()));
+                    if self.state == State::Open {
+                        // Echo now; the origin's own close answer is not passed on twice.
+                        queue_close(conn, code, &reason);
+                        self.closing(conn);
+                    } else {
+                        self.state = State::Ending;
+                    }
+                }
+            }
+        }
+        if let Some(e) = failure {
+            tracing::info!(peer = %conn.peer, "websocket: {e}");
+            queue_close(conn, e.code, e.reason);
+            ws::encode_close_frame(&mut to_origin, ws::CLOSE_GOING_AWAY, "", Some(mask()));
+            self.state = State::Ending;
+        }
+        to_origin
+    }
+
+    /// Origin messages to the client (through GRIP when the extension is on).
+    fn on_origin_bytes(&mut self, conn: &ClientConn) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.origin_buf);
+        let (messages, used, failure) = decode_all(&mut self.origin_ws, &mut buf);
+        buf.drain(..used);
+        if buf.is_empty() {
+            conn.w.bufs.give(buf);
+        } else {
+            self.origin_buf = buf;
+        }
+        let mut to_origin = Vec::new();
+        for m in messages {
+            match m {
+                Message::Text(d) => {
+                    if let Some((code, reason)) = self.grip.origin_text(conn, &d) {
+                        queue_close(conn, code, &reason);
+                        self.closing(conn);
+                    }
+                }
+                Message::Binary(d) => self.grip.origin_binary(conn, &d),
+                Message::Ping(p) => frame_for_origin(&mut to_origin, Opcode::Pong, &p),
+                Message::Pong(_) => {}
+                Message::Close { code, reason } => {
+                    if self.state == State::Open {
+                        queue_close(conn, code.unwrap_or(ws::CLOSE_NORMAL), &reason);
+                        self.closing(conn);
+                    } else {
+                        self.state = State::Ending;
+                    }
+                }
+            }
+        }
+        if let Some(e) = failure {
+            tracing::warn!("websocket passthrough: origin broke the protocol: {e}");
+            queue_close(conn, ws::CLOSE_INTERNAL_ERROR, "origin error");
+            self.state = State::Ending;
+        }
+        to_origin
+    }
+}
+
+/// Decodes every complete message in `buf`; returns them, the bytes consumed, and an error.
+fn decode_all(
+    session: &mut ws::Session,
+    buf: &mut [u8],
+) -> (Vec<Message>, usize, Option<ws::WsError>) {
+    let mut used = 0;
+    let mut messages = Vec::new();
+    while used < buf.len() {
+        match session.decode(&mut buf[used..]) {
+            Ok((0, None)) => break,
+            Ok((n, m)) => {
+                used += n;
+                messages.extend(m);
+            }
+            Err(e) => return (messages, used, Some(e)),
+        }
+    }
+    (messages, used, None)
+}
+
+fn mask() -> [u8; 4] {
+    fastrand::u32(..).to_ne_bytes()
+}
+
+/// Frames toward the origin are masked (holdfast is the client there).
+fn frame_for_origin(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
+    ws::encode_frame(out, true, opcode, payload, Some(mask()));
+}
