@@ -3,8 +3,10 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use holdfast::hub::delivery::Delivery;
+use holdfast::proto::grip::{self, GripLimits};
 use holdfast::proto::http1::{ChunkedDecoder, HeadLimits, parse_request};
 use holdfast::proto::publish::{PublishLimits, parse_body};
+use holdfast::proto::ws::{self, Opcode, Session, SessionLimits};
 use std::hint::black_box;
 
 const REQUEST: &[u8] = b"GET /sse?room=lobby HTTP/1.1\r\nHost: example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: text/event-stream\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nLast-Event-ID: 42\r\n\r\n";
@@ -50,5 +52,74 @@ fn publish(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, http1, publish);
+fn websocket(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ws");
+    for size in [64usize, 16 * 1024] {
+        let payload = vec![b'a'; size];
+        let mut frames = Vec::new();
+        for _ in 0..64 {
+            ws::encode_frame(
+                &mut frames,
+                true,
+                Opcode::Text,
+                &payload,
+                Some([1, 2, 3, 4]),
+            );
+        }
+        g.throughput(Throughput::Bytes(frames.len() as u64));
+        g.bench_function(format!("decode_masked_text_{size}B_x64"), |b| {
+            let mut buf = frames.clone();
+            b.iter(|| {
+                buf.copy_from_slice(&frames);
+                let mut s = Session::new(SessionLimits::default());
+                let mut used = 0;
+                while used < buf.len() {
+                    match s.decode(&mut buf[used..]) {
+                        Ok((0, _)) | Err(_) => break,
+                        Ok((n, m)) => {
+                            used += n;
+                            black_box(m);
+                        }
+                    }
+                }
+            })
+        });
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(format!("encode_text_{size}B"), |b| {
+            let mut out = Vec::with_capacity(size + 16);
+            b.iter(|| {
+                out.clear();
+                ws::encode_frame(&mut out, true, Opcode::Text, black_box(&payload), None);
+            })
+        });
+    }
+    let mut data = vec![7u8; 64 * 1024];
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("apply_mask_64k", |b| {
+        b.iter(|| ws::apply_mask(black_box(&mut data), [1, 2, 3, 4], 1))
+    });
+    g.finish();
+}
+
+fn grip_instructions(c: &mut Criterion) {
+    let headers: Vec<(&str, &[u8])> = vec![
+        ("Content-Type", b"text/event-stream"),
+        ("Grip-Hold", b"stream"),
+        (
+            "Grip-Channel",
+            b"room-42; prev-id=17, user-7; filter=skip-self",
+        ),
+        ("Grip-Keep-Alive", b":\\n\\n; format=cstring; timeout=20"),
+        ("Grip-Set-Meta", b"user=alice"),
+    ];
+    let limits = GripLimits::default();
+    let mut g = c.benchmark_group("grip");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("from_headers_sse", |b| {
+        b.iter(|| grip::from_headers(black_box(headers.iter().copied()), &limits))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, http1, publish, websocket, grip_instructions);
 criterion_main!(benches);
