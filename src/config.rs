@@ -109,7 +109,7 @@ impl Default for HttpConfig {
             header_timeout_ms: 10_000,
             keepalive_timeout_ms: 60_000,
             read_buffer_bytes: 16_384,
-            buffer_pool_max: 1024,
+            buffer_pool_max: 128,
         }
     }
 }

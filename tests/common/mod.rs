@@ -928,3 +928,223 @@ pub fn unix_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket: routes, a scripted WebSocket-over-HTTP origin and a tungstenite client
+
+/// Routes sending WebSocket upgrades to `port` over HTTP (and plain HTTP to the same port).
+pub fn ws_routes(port: u16) -> String {
+    format!("*,proto=ws 127.0.0.1:{port},over_http\n* 127.0.0.1:{port}\n")
+}
+
+/// holdfast routing WebSockets over HTTP to `origin`, with `tweak` applied to the test config.
+pub fn ws_proxy(origin_port: u16, tweak: impl FnOnce(&mut Config)) -> Proxy {
+    let mut c = config(&ws_routes(origin_port));
+    tweak(&mut c);
+    Proxy::start(c)
+}
+
+/// The content type of WebSocket-over-HTTP bodies.
+pub const WS_EVENTS: &str = "application/websocket-events";
+
+/// A WebSocket-over-HTTP answer: 200, the events content type, `headers`, then `events`.
+pub fn events_response(
+    headers: &[(&str, &str)],
+    events: &[holdfast::proto::wsoh::Event],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    for e in events {
+        holdfast::proto::wsoh::encode_event(&mut body, e);
+    }
+    let mut all = vec![("Content-Type", WS_EVENTS)];
+    all.extend_from_slice(headers);
+    response(200, "OK", &all, &body)
+}
+
+/// The events of a request the origin received (it must be a valid events body).
+pub fn request_events(req: &Request) -> Vec<holdfast::proto::wsoh::Event> {
+    holdfast::proto::wsoh::decode_events(&req.body).unwrap_or_else(|e| {
+        panic!(
+            "origin got an undecodable events body ({e}): {:?}",
+            String::from_utf8_lossy(&req.body)
+        )
+    })
+}
+
+/// `m:` + payload: a message for the client once the grip extension is on.
+pub fn prefixed(payload: &[u8]) -> Vec<u8> {
+    [b"m:".as_slice(), payload].concat()
+}
+
+/// A `c:` control message.
+pub fn control(json: &Value) -> holdfast::proto::wsoh::Event {
+    holdfast::proto::wsoh::Event::Text(format!("c:{json}").into_bytes())
+}
+
+/// What an echoing grip origin answers to `events`: OPEN accepted, TEXT/BINARY echoed with the
+/// `m:` prefix, CLOSE echoed, the rest ignored.
+pub fn echo_events(events: &[holdfast::proto::wsoh::Event]) -> Vec<holdfast::proto::wsoh::Event> {
+    use holdfast::proto::wsoh::Event;
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Open => Some(Event::Open),
+            Event::Text(t) => Some(Event::Text(prefixed(t))),
+            Event::Binary(b) => Some(Event::Binary(prefixed(b))),
+            Event::Close { code, reason } => Some(Event::Close {
+                code: *code,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An origin that accepts every WebSocket with the grip extension and echoes every message.
+pub fn echo_origin() -> Origin {
+    Origin::start(|req| {
+        let out = echo_events(&request_events(req));
+        Reply::Send(events_response(&[("Sec-WebSocket-Extensions", "grip")], &out))
+    })
+}
+
+/// A `ws-message` publish item.
+pub fn ws_item(channel: &str, content: &str) -> Value {
+    json!({"channel": channel, "formats": {"ws-message": {"content": content}}})
+}
+
+/// A TCP stream whose reads and writes are retried on EINTR. A blocking socket call with a
+/// timeout is not restarted after a signal-like interruption, and the thread that called
+/// `Server::start` gets one (the io_uring probe's ring teardown); tungstenite would report it
+/// as a failure.
+pub struct Stream(pub TcpStream);
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.0.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+pub type Ws = tungstenite::WebSocket<Stream>;
+
+/// Opens a WebSocket with tungstenite to `ws://addr{path}`, with extra handshake headers.
+pub fn ws_connect_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Ws, tungstenite::handshake::client::Response) {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (n, v) in headers {
+        req.headers_mut().append(
+            tungstenite::http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to holdfast");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    match tungstenite::client::client(req, Stream(stream)) {
+        Ok(pair) => pair,
+        Err(e) => panic!("WebSocket handshake with holdfast failed: {e}"),
+    }
+}
+
+pub fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    ws_connect_with(addr, path, &[]).0
+}
+
+/// The next message of any kind (pings and pongs included), failing after `limit`.
+pub fn ws_next(ws: &mut Ws, limit: Duration) -> tungstenite::Message {
+    ws.get_ref().0.set_read_timeout(Some(limit)).unwrap();
+    let got = ws.read();
+    ws.get_ref().0.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    match got {
+        Ok(m) => m,
+        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+            panic!("no WebSocket message within {limit:?}")
+        }
+        Err(e) => panic!("reading a WebSocket message: {e}"),
+    }
+}
+
+/// The next text or binary message (pings and pongs skipped); a close frame fails the test.
+pub fn ws_recv(ws: &mut Ws) -> tungstenite::Message {
+    let start = Instant::now();
+    loop {
+        let left = IO_TIMEOUT
+            .checked_sub(start.elapsed())
+            .unwrap_or_else(|| panic!("no WebSocket message within {IO_TIMEOUT:?}"));
+        match ws_next(ws, left.max(Duration::from_millis(1))) {
+            m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_)) => return m,
+            tungstenite::Message::Close(f) => panic!("closed while a message was expected: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// The next text message, which must be one.
+pub fn ws_recv_text(ws: &mut Ws) -> String {
+    match ws_recv(ws) {
+        tungstenite::Message::Text(t) => t.as_str().to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+pub fn ws_send_text(ws: &mut Ws, text: &str) {
+    ws.send(tungstenite::Message::text(text))
+        .expect("send to holdfast");
+}
+
+/// Reads until holdfast's close frame (messages before it are returned) and gives its code and
+/// reason; fails after `limit`.
+pub fn ws_expect_close(
+    ws: &mut Ws,
+    limit: Duration,
+) -> (Option<u16>, String, Vec<tungstenite::Message>) {
+    let start = Instant::now();
+    let mut before = Vec::new();
+    loop {
+        let left = limit
+            .checked_sub(start.elapsed())
+            .unwrap_or_else(|| panic!("no close frame within {limit:?}; got {before:?}"));
+        ws.get_ref()
+            .0
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => {
+                return match frame {
+                    Some(f) => (Some(u16::from(f.code)), f.reason.as_str().to_string(), before),
+                    None => (None, String::new(), before),
+                };
+            }
+            Ok(m) => before.push(m),
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+                panic!("no close frame within {limit:?}; got {before:?}")
+            }
+            Err(e) => panic!("connection ended without a close frame ({e}); got {before:?}"),
+        }
+    }
+}
