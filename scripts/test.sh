@@ -14,6 +14,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+echo "== test apps: npm (serve-grip origin) and PyPI (gripcontrol publisher)"
+command -v node >/dev/null 2>&1 || { echo "node is required (Node 18+)"; exit 1; }
+(cd tests/apps/serve-grip && npm ci --no-audit --no-fund --loglevel=error)
+[ -x .venv/bin/python3 ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r tests/apps/requirements.txt
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

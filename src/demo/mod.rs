@@ -2,95 +2,143 @@
 //!
 //! It implements Fastly's starter-kit endpoints, each subscribed to channel `test`:
 //! `/stream` (HTTP streaming, text/plain), `/sse` (Server-Sent Events), `/response` (long-poll),
-//! and `/ws` (a WebSocket, over HTTP: echoes what it receives).
-//! holdfast reaches it over plain HTTP like any origin; nothing in the proxy knows it exists.
+//! and `/ws` (a WebSocket, over HTTP: echoes what it receives). holdfast reaches it over plain
+//! HTTP like any origin; nothing in the proxy knows it exists. It runs on its own small tokio
+//! runtime (axum), on threads of its own, never on holdfast's workers.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tiny_http::{Header, Request, Response, Server};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::oneshot;
 
 use crate::proto::wsoh::{self, Event};
 
-/// Threads answering requests (each answer is immediate, so a few suffice).
-const THREADS: usize = 4;
+/// Runtime threads of the demo origin.
+const THREADS: usize = 2;
+/// Largest WebSocket-over-HTTP request body the echo endpoint reads (Autobahn sends 16 MiB
+/// messages; axum's default limit is 2 MB).
+const WS_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 pub struct DemoOrigin {
     pub addr: SocketAddr,
-    server: Arc<Server>,
-    threads: Vec<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl DemoOrigin {
     /// Starts the demo origin on `addr` (port 0 picks a free port).
     pub fn start(addr: SocketAddr) -> io::Result<DemoOrigin> {
-        let server = Server::http(addr).map_err(io::Error::other)?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("demo origin has no IP address"))?;
-        let server = Arc::new(server);
-        let threads = (0..THREADS)
-            .map(|i| {
-                let server = server.clone();
-                std::thread::Builder::new()
-                    .name(format!("demo-origin-{i}"))
-                    .spawn(move || {
-                        for request in server.incoming_requests() {
-                            answer(request);
-                        }
-                    })
-            })
-            .collect::<io::Result<Vec<_>>>()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(THREADS)
+            .thread_name("demo-origin")
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("demo-origin".into())
+            .spawn(move || {
+                let serve = axum::serve(listener, router()).with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+                if let Err(e) = runtime.block_on(async { serve.await }) {
+                    tracing::error!("demo origin stopped: {e}");
+                }
+            })?;
         Ok(DemoOrigin {
             addr,
-            server,
-            threads,
+            stop: Some(stop),
+            thread: Some(thread),
         })
     }
 
-    pub fn stop(self) {
-        self.server.unblock();
-        for _ in 1..THREADS {
-            self.server.unblock();
+    pub fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        for t in self.threads {
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn header(name: &str, value: &str) -> Option<Header> {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+fn router() -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/stream", get(stream))
+        .route("/sse", get(sse))
+        .route("/response", get(long_poll))
+        .route(
+            "/ws",
+            post(websocket).layer(DefaultBodyLimit::max(WS_BODY_BYTES_MAX)),
+        )
 }
 
-fn respond(request: Request, body: &str, headers: &[(&str, &str)]) {
-    let mut response = Response::from_string(body);
+/// A response with the given headers (static names and values, all valid).
+fn with_headers(body: &'static str, headers: &[(&'static str, &'static str)]) -> Response {
+    let mut map = HeaderMap::new();
     for (name, value) in headers {
-        if let Some(h) = header(name, value) {
-            response.add_header(h);
-        }
+        map.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
-    if let Err(e) = request.respond(response) {
-        tracing::debug!("demo origin: cannot answer: {e}");
-    }
+    (map, body).into_response()
+}
+
+async fn index() -> Response {
+    with_headers(INDEX, &[("content-type", "text/plain")])
+}
+
+async fn stream() -> Response {
+    with_headers(
+        "Stream open. Publish to channel 'test' and watch it arrive here.\n",
+        &[
+            ("content-type", "text/plain"),
+            ("grip-hold", "stream"),
+            ("grip-channel", "test"),
+        ],
+    )
+}
+
+async fn sse() -> Response {
+    with_headers(
+        ": stream open, publish to channel 'test'\n\n",
+        &[
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+            ("grip-hold", "stream"),
+            ("grip-channel", "test"),
+            ("grip-keep-alive", ":\\n\\n; format=cstring; timeout=20"),
+        ],
+    )
+}
+
+async fn long_poll() -> Response {
+    with_headers(
+        "timeout\n",
+        &[
+            ("content-type", "text/plain"),
+            ("grip-hold", "response"),
+            ("grip-channel", "test"),
+            ("grip-timeout", "55"),
+        ],
+    )
 }
 
 /// `/ws` over WebSocket-over-HTTP: accept, subscribe to `test`, echo every message.
-fn websocket(mut request: Request) {
-    let mut body = Vec::new();
-    if std::io::Read::read_to_end(request.as_reader(), &mut body).is_err() {
-        return;
-    }
+async fn websocket(body: Bytes) -> Response {
     let events = match wsoh::decode_events(&body) {
         Ok(events) => events,
-        Err(e) => {
-            let r = Response::from_string(format!("bad events: {e}\n")).with_status_code(400);
-            let _ = request.respond(r);
-            return;
-        }
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad events: {e}\n")).into_response(),
     };
     let mut out = Vec::new();
     for event in events {
@@ -110,58 +158,16 @@ fn websocket(mut request: Request) {
             wsoh::encode_event(&mut out, &r);
         }
     }
-    let mut response = Response::from_data(out);
-    for (name, value) in [
-        ("Content-Type", wsoh::CONTENT_TYPE),
-        ("Sec-WebSocket-Extensions", "grip"),
-    ] {
-        if let Some(h) = header(name, value) {
-            response.add_header(h);
-        }
-    }
-    let _ = request.respond(response);
-}
-
-fn answer(request: Request) {
-    let path = request.url().split('?').next().unwrap_or("/").to_string();
-    match path.as_str() {
-        "/stream" => respond(
-            request,
-            "Stream open. Publish to channel 'test' and watch it arrive here.\n",
-            &[
-                ("Content-Type", "text/plain"),
-                ("Grip-Hold", "stream"),
-                ("Grip-Channel", "test"),
-            ],
-        ),
-        "/sse" => respond(
-            request,
-            ": stream open, publish to channel 'test'\n\n",
-            &[
-                ("Content-Type", "text/event-stream"),
-                ("Cache-Control", "no-cache"),
-                ("Grip-Hold", "stream"),
-                ("Grip-Channel", "test"),
-                ("Grip-Keep-Alive", ":\\n\\n; format=cstring; timeout=20"),
-            ],
-        ),
-        "/response" => respond(
-            request,
-            "timeout\n",
-            &[
-                ("Content-Type", "text/plain"),
-                ("Grip-Hold", "response"),
-                ("Grip-Channel", "test"),
-                ("Grip-Timeout", "55"),
-            ],
-        ),
-        "/ws" => websocket(request),
-        "/" => respond(request, INDEX, &[("Content-Type", "text/plain")]),
-        _ => {
-            let r = Response::from_string("not found\n").with_status_code(404);
-            let _ = request.respond(r);
-        }
-    }
+    let mut map = HeaderMap::new();
+    map.insert(
+        HeaderName::from_static("content-type"),
+        HeaderValue::from_static(wsoh::CONTENT_TYPE),
+    );
+    map.insert(
+        HeaderName::from_static("sec-websocket-extensions"),
+        HeaderValue::from_static("grip"),
+    );
+    (map, out).into_response()
 }
 
 const INDEX: &str = "\

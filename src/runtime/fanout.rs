@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::conns::{Sink, ev};
-use super::worker::Worker;
+use super::worker::{Queued, Worker};
 use crate::hub::ConnId;
 use crate::hub::delivery::{Delivery, ResponsePayload, StreamPayload, WsPayload};
 use crate::proto::http1::LAST_CHUNK;
@@ -37,15 +37,15 @@ pub fn deliver(w: &Worker, d: &Arc<Delivery>) {
                         chunked: framed,
                     }) => {
                         let bytes = if chunked { framed } else { raw };
-                        if w.queue(slot, id, bytes.clone()) {
-                            delivered += 1;
-                        } else if slot.events & ev::DEAD != 0 {
-                            finished.push(id);
+                        match w.queue(slot, id, bytes.clone()) {
+                            Queued::Yes => delivered += 1,
+                            Queued::Dropped => {}
+                            Queued::Cut => finished.push(id),
                         }
                     }
                     Some(StreamPayload::Close) => {
                         if chunked {
-                            w.queue(slot, id, Bytes::from_static(LAST_CHUNK));
+                            let _ = w.queue(slot, id, Bytes::from_static(LAST_CHUNK));
                         }
                         slot.notify(ev::CLOSE);
                         finished.push(id);
@@ -64,15 +64,13 @@ pub fn deliver(w: &Worker, d: &Arc<Delivery>) {
                     }
                 }
                 Sink::WebSocket => match &d.ws {
-                    Some(WsPayload::Send(frame)) => {
-                        if w.queue(slot, id, frame.clone()) {
-                            delivered += 1;
-                        } else if slot.events & ev::DEAD != 0 {
-                            finished.push(id);
-                        }
-                    }
+                    Some(WsPayload::Send(frame)) => match w.queue(slot, id, frame.clone()) {
+                        Queued::Yes => delivered += 1,
+                        Queued::Dropped => {}
+                        Queued::Cut => finished.push(id),
+                    },
                     Some(WsPayload::Close(frame)) => {
-                        w.queue(slot, id, frame.clone());
+                        let _ = w.queue(slot, id, frame.clone());
                         slot.notify(ev::CLOSE);
                         finished.push(id);
                     }

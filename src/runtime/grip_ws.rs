@@ -178,7 +178,7 @@ fn opcode_of(t: MessageType) -> Opcode {
 /// Queues bytes for the client behind everything already queued (publishes included).
 pub fn queue_bytes(conn: &ClientConn, bytes: Bytes) {
     if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
-        conn.w.queue(slot, conn.id, bytes);
+        let _ = conn.w.queue(slot, conn.id, bytes);
     }
 }
 

@@ -309,6 +309,6 @@ async fn stream_loop(
 /// Queues bytes this connection itself produced (keep-alive, closing chunk).
 fn queue_own(conn: &ClientConn, bytes: Bytes) {
     if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
-        conn.w.queue(slot, conn.id, bytes);
+        let _ = conn.w.queue(slot, conn.id, bytes);
     }
 }

@@ -18,6 +18,8 @@ const IOV_BATCH: usize = 64;
 pub struct Outbox {
     queue: VecDeque<Bytes>,
     bytes: usize,
+    /// The first entry has been partly written (dropping it would corrupt the stream).
+    front_partial: bool,
 }
 
 /// What a flush achieved.
@@ -45,6 +47,14 @@ impl Outbox {
     /// Bytes queued and not yet written.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Drops everything queued except the rest of a partly written first entry, so whatever is
+    /// pushed next starts on a message boundary.
+    pub fn truncate_to_partial_front(&mut self) {
+        let keep = if self.front_partial { 1 } else { 0 };
+        self.queue.truncate(keep);
+        self.bytes = self.queue.iter().map(Bytes::len).sum();
     }
 
     /// Drops everything queued (the connection is going away).
@@ -80,8 +90,10 @@ impl Outbox {
             if n >= front.len() {
                 n -= front.len();
                 self.queue.pop_front();
+                self.front_partial = false;
             } else {
                 front.advance(n);
+                self.front_partial = true;
                 return;
             }
         }
@@ -164,6 +176,28 @@ mod tests {
         let all = reader.join().unwrap();
         assert_eq!(all.len(), big.len() + 4);
         assert!(all.ends_with(b"tail"));
+    }
+
+    #[test]
+    fn truncation_keeps_a_partly_written_front() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut o = Outbox::default();
+        o.push(Bytes::from(vec![1u8; 4 << 20]));
+        o.push(Bytes::from_static(b"next"));
+        assert_eq!(o.flush(a.as_raw_fd()).unwrap(), Flush::Blocked);
+        o.truncate_to_partial_front();
+        let rest = o.bytes();
+        assert!(
+            rest > 0 && rest < 4 << 20,
+            "the partial front stays: {rest}"
+        );
+        let mut o2 = Outbox::default();
+        o2.push(Bytes::from_static(b"whole"));
+        o2.truncate_to_partial_front();
+        assert!(o2.is_empty());
+        drop(a);
+        let mut sink = Vec::new();
+        let _ = b.read_to_end(&mut sink);
     }
 
     #[test]

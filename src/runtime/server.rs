@@ -67,7 +67,11 @@ pub fn build_runtime(use_uring: bool, entries: u32) -> io::Result<Runtime> {
 
 /// Whether workers run on io_uring, logging the choice once.
 fn choose_driver(choice: DriverChoice) -> Result<bool, StartError> {
-    let available = monoio::utils::detect_uring();
+    // Probe on a throwaway thread: tearing the probe ring down queues task work that makes the
+    // calling thread's next blocking syscall fail once with EINTR.
+    let available = std::thread::spawn(monoio::utils::detect_uring)
+        .join()
+        .unwrap_or(false);
     match (choice, available) {
         (DriverChoice::Legacy, _) => {
             tracing::info!("driver: legacy (epoll), as configured");

@@ -62,6 +62,24 @@ pub async fn open(conn: &mut ClientConn, head: RequestHead, route_index: usize) 
     open_over_http(conn, &head, route_index, &handshake.key).await
 }
 
+/// Headers of the origin's OPEN answer that the client's 101 carries (as Pushpin: all but the
+/// ones about the WebSocket-over-HTTP exchange itself and hop-by-hop ones).
+fn passes_to_101(name: &str) -> bool {
+    const EXCHANGE: [&str; 6] = [
+        "content-length",
+        "content-type",
+        "keep-alive-interval",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    ];
+    let lower = name.to_ascii_lowercase();
+    !EXCHANGE.contains(&lower.as_str())
+        && !lower.starts_with("set-meta-")
+        && !lower.starts_with("grip-")
+        && !http1::is_hop_by_hop(&lower)
+}
+
 fn connection_id(peer: SocketAddr) -> String {
     format!("{:016x}-{}", fastrand::u64(..), peer.port())
 }
@@ -106,7 +124,13 @@ async fn open_over_http(
     events.remove(0);
     let protocol = http1::header_value(&reply.headers, "sec-websocket-protocol")
         .and_then(|v| std::str::from_utf8(v).ok());
-    let resp101 = ws::response_101(&ws::accept_key(key), protocol, &[]);
+    let passed: Vec<(&str, &[u8])> = reply
+        .headers
+        .iter()
+        .filter(|h| passes_to_101(&h.name))
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .collect();
+    let resp101 = ws::response_101(&ws::accept_key(key), protocol, &passed);
     if conn.write(resp101).await.is_err() {
         return Step::Done(Outcome::Close);
     }

@@ -21,11 +21,13 @@ use super::client;
 use super::conns::{ConnSlot, ConnTable, Sink, ev};
 use super::outbox::Flush;
 use super::timer::TimerWheel;
+use crate::config::SlowConsumerPolicy;
 use crate::hub::ConnId;
 use crate::hub::channels::ChannelTable;
 use crate::hub::inbox::WorkerMsg;
 use crate::origin::pool::OriginPool;
 use crate::origin::sign::Signers;
+use crate::proto::ws;
 
 /// Messages handled per inbox drain before the worker flushes and lets other tasks run.
 const DRAIN_BATCH_MAX: usize = 4096;
@@ -33,6 +35,16 @@ const DRAIN_BATCH_MAX: usize = 4096;
 const TIMER_TICK_MS: u64 = 50;
 /// Slots in the timer wheel (one turn = TIMER_TICK_MS * TIMER_SLOTS).
 const TIMER_SLOTS: usize = 2048;
+
+/// What happened to bytes handed to [`Worker::queue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Yes,
+    /// Over the limit, dropped (policy `drop_messages`).
+    Dropped,
+    /// Over the limit, the connection is being closed (policy `close`).
+    Cut,
+}
 
 /// Counters a worker keeps about itself (read by tests and, later, metrics).
 #[derive(Default)]
@@ -241,32 +253,55 @@ impl Worker {
         Poll::Pending
     }
 
-    /// Queues bytes for a held connection (subject to its outbox limit) and marks it for flushing.
-    pub fn queue(&self, slot: &mut ConnSlot, id: ConnId, bytes: bytes::Bytes) -> bool {
+    /// Queues bytes for a held connection and marks it for flushing. Over the outbox limit, the
+    /// socket first gets a chance to take what it can; only a subscriber still over the limit
+    /// after that meets the slow-consumer policy.
+    pub fn queue(&self, slot: &mut ConnSlot, id: ConnId, bytes: bytes::Bytes) -> Queued {
         let max = self.shared.config.hold.outbox_bytes_max;
+        if slot.outbox.bytes() + bytes.len() > max && !slot.write_blocked {
+            flush_slot(slot, self.now_ms());
+        }
         if slot.outbox.bytes() + bytes.len() > max {
-            self.stats
-                .slow_consumers
-                .set(self.stats.slow_consumers.get() + 1);
-            return match self.shared.config.hold.slow_consumer {
-                crate::config::SlowConsumerPolicy::DropMessages => false,
-                crate::config::SlowConsumerPolicy::Close => {
-                    tracing::info!(
-                        worker = self.index,
-                        "closing slow consumer ({max} bytes queued)"
-                    );
-                    slot.outbox.clear();
-                    slot.notify(ev::DEAD);
-                    false
-                }
-            };
+            return self.over_limit(slot, max);
         }
         slot.outbox.push(bytes);
         if !slot.dirty {
             slot.dirty = true;
             self.dirty.borrow_mut().push(id);
         }
-        true
+        Queued::Yes
+    }
+
+    fn over_limit(&self, slot: &mut ConnSlot, max: usize) -> Queued {
+        let stats = &self.stats.slow_consumers;
+        stats.set(stats.get() + 1);
+        if self.shared.config.hold.slow_consumer == SlowConsumerPolicy::DropMessages {
+            tracing::debug!(worker = self.index, "slow consumer: message dropped");
+            return Queued::Dropped;
+        }
+        tracing::info!(
+            worker = self.index,
+            "closing slow consumer: {} bytes unread (limit {max})",
+            slot.outbox.bytes()
+        );
+        if slot.sink == Sink::WebSocket {
+            // Finish the frame being written, then a close frame: the stream stays valid.
+            slot.outbox.truncate_to_partial_front();
+            let mut frame = Vec::with_capacity(32);
+            ws::encode_close_frame(
+                &mut frame,
+                ws::CLOSE_POLICY_VIOLATION,
+                "slow consumer",
+                None,
+            );
+            slot.outbox.push(bytes::Bytes::from(frame));
+            slot.sink = Sink::None;
+            slot.notify(ev::CLOSE);
+        } else {
+            slot.outbox.clear();
+            slot.notify(ev::DEAD);
+        }
+        Queued::Cut
     }
 
     /// Writes a connection's outbox now. Returns false when the connection is gone or dead.

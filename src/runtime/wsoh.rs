@@ -240,7 +240,8 @@ impl WsohSession {
             && now >= deadline_ms
         {
             tracing::debug!("websocket: client did not answer the close frame in time");
-            self.state = State::Ending;
+            self.queue_event(Event::Disconnect);
+            self.state = State::Gone;
         }
         self.grip.keep_alive_tick(conn);
     }
@@ -300,7 +301,12 @@ impl WsohSession {
                     });
                     self.state = State::ClientClosed;
                 } else {
-                    self.state = State::Ending;
+                    // The client answered holdfast's close: the origin hears of it too.
+                    self.queue_event(Event::Close {
+                        code,
+                        reason: reason.into_bytes(),
+                    });
+                    self.state = State::ClientClosed;
                 }
             }
         }

@@ -1004,7 +1004,10 @@ pub fn echo_events(events: &[holdfast::proto::wsoh::Event]) -> Vec<holdfast::pro
 pub fn echo_origin() -> Origin {
     Origin::start(|req| {
         let out = echo_events(&request_events(req));
-        Reply::Send(events_response(&[("Sec-WebSocket-Extensions", "grip")], &out))
+        Reply::Send(events_response(
+            &[("Sec-WebSocket-Extensions", "grip")],
+            &out,
+        ))
     })
 }
 
@@ -1136,7 +1139,11 @@ pub fn ws_expect_close(
         match ws.read() {
             Ok(tungstenite::Message::Close(frame)) => {
                 return match frame {
-                    Some(f) => (Some(u16::from(f.code)), f.reason.as_str().to_string(), before),
+                    Some(f) => (
+                        Some(u16::from(f.code)),
+                        f.reason.as_str().to_string(),
+                        before,
+                    ),
                     None => (None, String::new(), before),
                 };
             }
