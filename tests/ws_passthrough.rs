@@ -23,6 +23,8 @@ struct Seen {
 }
 
 /// A WebSocket origin: accepts one connection, enables grip, subscribes it to `pt`, echoes.
+// tungstenite's handshake callback type fixes its (large) error type.
+#[allow(clippy::result_large_err)]
 fn ws_origin(seen: Arc<Mutex<Seen>>) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
