@@ -69,21 +69,53 @@ pub struct ClientConn {
     inbuf: Option<Vec<u8>>,
 }
 
-/// Serves one accepted client connection (already registered as `id`) to the end.
+/// Serves one accepted client connection (already registered as `id`).
 pub async fn serve(w: Rc<Worker>, id: ConnId, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = ClientConn {
-        w: w.clone(),
+    let conn = ClientConn {
+        w,
         id,
         stream,
         peer,
         inbuf: None,
     };
-    conn.run().await;
-    if let Some(buf) = conn.inbuf.take() {
-        w.bufs.give(buf);
+    serve_requests(conn).await;
+}
+
+/// What a connection does after its request loop stops.
+enum Next {
+    Close,
+    Hold(hold::HeldRequest, Box<hold::HoldSpec>),
+    WebSocket(super::websocket::WsSession),
+}
+
+/// Serves requests until the connection closes or enters a long-lived mode. A long-lived mode
+/// (a hold, a WebSocket) runs in a task of its own, sized for that mode alone: this future is
+/// large (it can serve any request) and must not stay allocated for hours per idle connection.
+async fn serve_requests(mut conn: ClientConn) {
+    match conn.run().await {
+        Next::Close => conn.finish(),
+        Next::Hold(held, spec) => {
+            monoio::spawn(held_task(conn, held, spec));
+        }
+        Next::WebSocket(session) => {
+            monoio::spawn(websocket_task(conn, session));
+        }
     }
-    // Unregister before the socket closes so the fan-out never writes to a reused fd.
-    w.unregister(id);
+}
+
+async fn held_task(mut conn: ClientConn, held: hold::HeldRequest, spec: Box<hold::HoldSpec>) {
+    let outcome = hold::run(&mut conn, held, spec).await;
+    if outcome == Outcome::KeepAlive && !conn.w.is_stopping() {
+        // Back to serving requests, in a fresh task (the request path's future is the big one).
+        monoio::spawn(Box::pin(serve_requests(conn)));
+    } else {
+        conn.finish();
+    }
+}
+
+async fn websocket_task(mut conn: ClientConn, session: super::websocket::WsSession) {
+    super::websocket::run(&mut conn, session).await;
+    conn.finish();
 }
 
 /// Answers 503 to a connection over the worker's limit and closes it.
@@ -99,7 +131,16 @@ pub async fn reject_over_limit(w: Rc<Worker>, mut stream: TcpStream) {
 }
 
 impl ClientConn {
-    async fn run(&mut self) {
+    /// Unregisters the connection, then closes its socket (in that order, so the fan-out never
+    /// writes to a reused fd).
+    fn finish(mut self) {
+        if let Some(buf) = self.inbuf.take() {
+            self.w.bufs.give(buf);
+        }
+        self.w.unregister(self.id);
+    }
+
+    async fn run(&mut self) -> Next {
         loop {
             let head = match self.read_head().await {
                 Ok(head) => head,
@@ -108,25 +149,23 @@ impl ClientConn {
                         self.send_error(&ClientError::new(408, "request head timed out"))
                             .await;
                     }
-                    return;
+                    return Next::Close;
                 }
                 Err(Err(e)) => {
                     tracing::info!(peer = %self.peer, "bad request: {}", e.message);
                     self.send_error(&e).await;
-                    return;
+                    return Next::Close;
                 }
             };
             let outcome = match Box::pin(proxy::handle(self, head)).await {
                 proxy::Step::Done(outcome) => outcome,
                 proxy::Step::Hold(req, spec) => {
-                    let held = hold::HeldRequest::from(&req);
-                    drop(req);
-                    hold::run(self, held, spec).await
+                    return Next::Hold(hold::HeldRequest::from(&req), spec);
                 }
-                proxy::Step::WebSocket(session) => super::websocket::run(self, session).await,
+                proxy::Step::WebSocket(session) => return Next::WebSocket(session),
             };
             if outcome == Outcome::Close || self.w.is_stopping() {
-                return;
+                return Next::Close;
             }
         }
     }
@@ -325,7 +364,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let stream = TcpStream::connect(addr).await.unwrap();
             let w = Rc::new(Worker::new(0, shared));
-            let mut conn = ClientConn {
+            let conn = ClientConn {
                 w: w.clone(),
                 id: ConnId {
                     key: 0,
@@ -355,20 +394,31 @@ mod tests {
                 headers: vec![],
                 body: vec![],
             });
-            let hold = hold::run(&mut conn, hold::HeldRequest::from(&head), spec);
-            println!(
-                "size_of hold future = {} bytes",
-                std::mem::size_of_val(&hold)
-            );
-            drop(hold);
             println!(
                 "size_of ClientConn = {} bytes",
                 std::mem::size_of::<ClientConn>()
             );
-            let task = serve(w, conn.id, conn.stream, addr);
+            // A held (stream or long-poll) connection lives in this task, for hours: it is the
+            // memory an idle held connection costs, with its slot.
+            let held = held_task(conn, hold::HeldRequest::from(&head), spec);
+            let held_size = std::mem::size_of_val(&held);
+            println!("size_of held connection task future = {held_size} bytes");
+            assert!(held_size <= 896, "held task grew to {held_size} bytes");
+            drop(held);
+            // The request-serving task exists only while requests are being served.
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let task = serve(
+                w,
+                ConnId {
+                    key: 1,
+                    generation: 0,
+                },
+                stream,
+                addr,
+            );
             let size = std::mem::size_of_val(&task);
-            println!("size_of connection task future = {size} bytes");
-            assert!(size <= 1536, "connection task grew to {size} bytes");
+            println!("size_of request-serving task future = {size} bytes");
+            assert!(size <= 1536, "request task grew to {size} bytes");
         });
     }
 }
