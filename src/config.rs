@@ -108,7 +108,7 @@ impl Default for HttpConfig {
             body_bytes_max: 1_000_000,
             header_timeout_ms: 10_000,
             keepalive_timeout_ms: 60_000,
-            read_buffer_bytes: 16_384,
+            read_buffer_bytes: 4096,
             buffer_pool_max: 128,
         }
     }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use holdfast::demo::DemoOrigin;
 use holdfast::{Config, Server};
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -7,10 +7,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::conns::ev;
@@ -25,6 +25,16 @@ pub enum Wake {
     Readable,
     Writable,
     Events(u8),
+}
+
+/// What one non-blocking read from the client got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Bytes(usize),
+    Eof,
+    /// The readiness was spurious: wait again.
+    NotReady,
+    Failed,
 }
 
 /// Why reading from the client stopped.
@@ -224,7 +234,12 @@ impl ClientConn {
             self.release_idle_buffer();
             self.w.schedule(self.id, deadline_ms);
             match self.wait(true).await {
-                Ok(Wake::Readable) => return self.read_now().await,
+                Ok(Wake::Readable) => match self.read_now() {
+                    Read::Bytes(n) => return Ok(n),
+                    Read::Eof => return Ok(0),
+                    Read::NotReady => {}
+                    Read::Failed => return Err(ReadStop::Gone),
+                },
                 Ok(Wake::Writable) => {}
                 Ok(Wake::Events(e)) => {
                     if e & (ev::SHUTDOWN | ev::DEAD) != 0 {
@@ -239,17 +254,39 @@ impl ClientConn {
         }
     }
 
-    /// Reads once into the (pooled) buffer; the socket is known to be readable.
-    pub async fn read_now(&mut self) -> Result<usize, ReadStop> {
+    /// Reads once, without blocking, into the (pooled) buffer. Called after a readiness poll
+    /// said the socket is readable, so a direct `recv` suffices: no I/O future (and none of its
+    /// state) is kept per connection.
+    pub fn read_now(&mut self) -> Read {
         let mut buf = self.inbuf.take().unwrap_or_else(|| self.w.bufs.take());
         if buf.len() == buf.capacity() {
             buf.reserve(self.w.bufs.buffer_size());
         }
-        let (len, cap) = (buf.len(), buf.capacity());
-        let slice: SliceMut<Vec<u8>> = buf.slice_mut(len..cap);
-        let (res, slice) = self.stream.read(slice).await;
-        self.inbuf = Some(slice.into_inner());
-        res.map_err(|_| ReadStop::Gone)
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: recv writes at most `spare.len()` bytes into the vector's spare capacity,
+        // which `set_len` below then covers exactly (only the bytes recv reported).
+        let n = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let result = match n {
+            0 => Read::Eof,
+            n if n > 0 => {
+                // SAFETY: the kernel initialised the first `n` spare bytes.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+                Read::Bytes(n as usize)
+            }
+            _ => match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Read::NotReady,
+                _ => Read::Failed,
+            },
+        };
+        self.inbuf = Some(buf);
+        result
     }
 
     /// Waits for readability (if `read`) or worker events.
@@ -364,7 +401,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let stream = TcpStream::connect(addr).await.unwrap();
             let w = Rc::new(Worker::new(0, shared));
-            let conn = ClientConn {
+            let mut conn = ClientConn {
                 w: w.clone(),
                 id: ConnId {
                     key: 0,
@@ -398,6 +435,8 @@ mod tests {
                 "size_of ClientConn = {} bytes",
                 std::mem::size_of::<ClientConn>()
             );
+            let (stream_size, response_size) = hold::future_sizes(&mut conn, spec.clone());
+            println!("size_of stream hold loop = {stream_size} bytes, long-poll hold = {response_size} bytes");
             // A held (stream or long-poll) connection lives in this task, for hours: it is the
             // memory an idle held connection costs, with its slot.
             let held = held_task(conn, hold::HeldRequest::from(&head), spec);

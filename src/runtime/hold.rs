@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::client::{ClientConn, Outcome, Wake};
+use super::client::{ClientConn, Outcome, Read, Wake};
 use super::conns::{Sink, ev};
 use crate::hub::delivery::{Delivery, ResponsePayload};
 use crate::proto::grip::{HoldMode, KeepAlive, KeepAliveMode};
@@ -31,6 +31,7 @@ impl From<&RequestHead> for HeldRequest {
 }
 
 /// Everything a hold needs, derived from the origin's answer.
+#[derive(Clone)]
 pub struct HoldSpec {
     /// None: no hold, just answer with the response below.
     pub mode: Option<HoldMode>,
@@ -112,9 +113,9 @@ async fn hold_response(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSp
         // Bytes a client pipelines while held wait in the buffer, up to the head limit.
         let read = conn.inbuf().len() < header_max;
         let events = match conn.wait(read).await {
-            Ok(Wake::Readable) => match conn.read_now().await {
-                Ok(n) if n > 0 => continue,
-                _ => break,
+            Ok(Wake::Readable) => match conn.read_now() {
+                Read::Bytes(_) | Read::NotReady => continue,
+                Read::Eof | Read::Failed => break,
             },
             Ok(Wake::Writable) => continue,
             Ok(Wake::Events(e)) => e,
@@ -206,6 +207,9 @@ async fn hold_stream(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec
         .keep_alive
         .as_ref()
         .map(|k| KeepAliveTimer::new(k, w.now_ms()));
+    // Nothing else of the spec is needed while the stream is held: free it now (it is
+    // per-connection memory for as long as the stream lasts).
+    drop(spec);
     let outcome = stream_loop(conn, req, chunked, keep_alive).await;
     w.unsubscribe_all(id);
     outcome
@@ -283,9 +287,9 @@ async fn stream_loop(
             conn.wait(read).await
         };
         let events = match woke {
-            Ok(Wake::Readable) => match conn.read_now().await {
-                Ok(n) if n > 0 => continue,
-                _ => return Outcome::Close,
+            Ok(Wake::Readable) => match conn.read_now() {
+                Read::Bytes(_) | Read::NotReady => continue,
+                Read::Eof | Read::Failed => return Outcome::Close,
             },
             Ok(Wake::Writable) => continue,
             Ok(Wake::Events(e)) => e,
@@ -311,4 +315,16 @@ fn queue_own(conn: &ClientConn, bytes: Bytes) {
     if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
         let _ = conn.w.queue(slot, conn.id, bytes);
     }
+}
+
+/// Sizes of the stream and long-poll hold futures (built, never polled), for the size test.
+#[cfg(test)]
+pub fn future_sizes(conn: &mut ClientConn, spec: Box<HoldSpec>) -> (usize, usize) {
+    let r = HeldRequest {
+        keep_alive: true,
+        http11: true,
+    };
+    let stream = std::mem::size_of_val(&stream_loop(conn, r, true, None));
+    let response = std::mem::size_of_val(&hold_response(conn, r, spec));
+    (stream, response)
 }

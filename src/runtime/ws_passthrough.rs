@@ -11,7 +11,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use super::client::{ClientConn, ClientError, Outcome};
+use super::client::{ClientConn, ClientError, Outcome, Read};
 use super::conns::{Sink, ev};
 use super::grip_ws::{GripWs, queue_close, queue_frame};
 use super::proxy::{GRIP_FEATURES, Step};
@@ -273,9 +273,10 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<PassSession>) -> Outcome {
             .get(conn.id)
             .is_some_and(|c| c.write_blocked);
         match wait(conn, &s.origin, read_client, read_origin, blocked).await {
-            Ok(Woke::Client) => match conn.read_now().await {
-                Ok(n) if n > 0 => to_origin = s.on_client_bytes(conn),
-                _ => s.state = State::Ending,
+            Ok(Woke::Client) => match conn.read_now() {
+                Read::Bytes(_) => to_origin = s.on_client_bytes(conn),
+                Read::NotReady => {}
+                Read::Eof | Read::Failed => s.state = State::Ending,
             },
             Ok(Woke::Origin) => match s.read_origin(conn).await {
                 Ok(n) if n > 0 => to_origin = s.on_origin_bytes(conn),

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::client::{ClientConn, Outcome, Wake};
+use super::client::{ClientConn, Outcome, Read, Wake};
 use super::conns::{Sink, ev};
 use super::grip_ws::{GripWs, queue_close, queue_frame};
 use super::worker::Worker;
@@ -140,9 +140,10 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<WsohSession>) -> Outcome {
             conn.wait(read).await
         };
         match woke {
-            Ok(Wake::Readable) => match conn.read_now().await {
-                Ok(n) if n > 0 => s.on_client_bytes(conn),
-                _ => s.client_gone(),
+            Ok(Wake::Readable) => match conn.read_now() {
+                Read::Bytes(_) => s.on_client_bytes(conn),
+                Read::NotReady => {}
+                Read::Eof | Read::Failed => s.client_gone(),
             },
             Ok(Wake::Writable) => {}
             Ok(Wake::Events(e)) => {
