@@ -24,7 +24,7 @@ use crate::proto::http1::{self, BodyKind, HeadLimits, Parsed, RequestHead};
 pub enum Wake {
     Readable,
     Writable,
-    Events(u8),
+    Events(u16),
 }
 
 /// What one non-blocking read from the client got.

@@ -19,21 +19,44 @@ use crate::hub::delivery::Delivery;
 /// Events the worker posts to a connection's task (bit flags).
 pub mod ev {
     /// A timer this connection scheduled may be due: check the clock.
-    pub const TIMER: u8 = 1;
+    pub const TIMER: u16 = 1;
     /// A long-poll answer is waiting in `ConnSlot::response`.
-    pub const RESPONSE: u8 = 2;
+    pub const RESPONSE: u16 = 2;
     /// A published `close` action ended the stream; finish once the outbox is flushed.
-    pub const CLOSE: u8 = 4;
+    pub const CLOSE: u16 = 4;
     /// The socket buffer is full: wait for writability, then flush.
-    pub const BLOCKED: u8 = 8;
+    pub const BLOCKED: u16 = 8;
     /// Writing failed or the slow-consumer policy cut the connection: drop it.
-    pub const DEAD: u8 = 16;
+    pub const DEAD: u16 = 16;
     /// The worker is shutting down.
-    pub const SHUTDOWN: u8 = 32;
-    /// A WebSocket-over-HTTP request to the origin finished.
-    pub const ORIGIN: u8 = 64;
+    pub const SHUTDOWN: u16 = 32;
+    /// A request to the origin made on the connection's behalf finished.
+    pub const ORIGIN: u16 = 64;
     /// A published `refresh` asks for a WebSocket-over-HTTP request.
-    pub const REFRESH: u8 = 128;
+    pub const REFRESH: u16 = 128;
+    /// Fetch from the origin again (a `hint`, a prev-id conflict, `POST /recover`).
+    pub const UPDATE: u16 = 256;
+}
+
+/// Reliable-delivery state of a held connection whose channels carry `prev-id`s.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Full channel name → the id of the last item this subscriber got (None: not tracked).
+    pub prev_ids: Vec<(Rc<str>, Option<Box<str>>)>,
+    /// A fetch from the origin is under way: items wait in `pending` until it is applied.
+    pub fetching: bool,
+    /// Items published while fetching, replayed against the new prev-ids afterwards.
+    pub pending: Vec<Arc<Delivery>>,
+}
+
+impl Recovery {
+    /// The tracked prev-id of a channel: None if the channel is not tracked.
+    pub fn prev_id_mut(&mut self, channel: &str) -> Option<&mut Option<Box<str>>> {
+        self.prev_ids
+            .iter_mut()
+            .find(|(c, _)| &**c == channel)
+            .map(|(_, id)| id)
+    }
 }
 
 /// What a connection does with published items.
@@ -54,7 +77,7 @@ pub struct ConnSlot {
     pub fd: RawFd,
     pub sink: Sink,
     /// Pending [`ev`] flags for the task.
-    pub events: u8,
+    pub events: u16,
     /// The socket refused bytes; only the connection's task flushes until it is writable again.
     pub write_blocked: bool,
     /// Queued on the worker's dirty list for the next flush.
@@ -68,6 +91,8 @@ pub struct ConnSlot {
     pub timer_at_ms: u64,
     /// When bytes were last written to the client (keep-alive idle mode).
     pub last_write_ms: u64,
+    /// Only for holds that use prev-id (reliable delivery); None otherwise.
+    pub recovery: Option<Box<Recovery>>,
 }
 
 impl ConnSlot {
@@ -85,11 +110,12 @@ impl ConnSlot {
             response: None,
             timer_at_ms: 0,
             last_write_ms: 0,
+            recovery: None,
         }
     }
 
     /// Posts events and wakes the connection's task.
-    pub fn notify(&mut self, events: u8) {
+    pub fn notify(&mut self, events: u16) {
         self.events |= events;
         if let Some(w) = self.waker.take() {
             w.wake();
@@ -158,7 +184,7 @@ impl ConnTable {
     }
 
     /// Posts events to a connection if it still exists.
-    pub fn notify(&mut self, id: ConnId, events: u8) {
+    pub fn notify(&mut self, id: ConnId, events: u16) {
         if let Some(slot) = self.get_mut(id) {
             slot.notify(events);
         }

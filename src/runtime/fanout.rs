@@ -3,17 +3,31 @@
 //! Per subscriber this costs a reference-count increment and a queue push; the bytes were encoded
 //! once by the publish listener. Sockets are written later, once per connection per inbox drain
 //! (`Worker::flush_dirty`), so a burst of publishes reaches a subscriber in one `writev`. Tasks are
-//! woken only for what needs them: a long-poll answer, a stream `close`, a full socket, a dead one.
+//! woken only for what needs them: a long-poll answer, a stream `close`, a fetch from the origin
+//! (hint, prev-id conflict), a full socket, a dead one.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::conns::{Sink, ev};
+use super::conns::{ConnSlot, Sink, ev};
 use super::worker::{Queued, Worker};
 use crate::hub::ConnId;
 use crate::hub::delivery::{Delivery, ResponsePayload, StreamPayload, WsPayload};
 use crate::proto::http1::LAST_CHUNK;
+
+/// Items a subscriber keeps while a fetch from the origin is under way; past it they are dropped
+/// and another fetch follows (the origin is the source of truth for what was missed).
+const PENDING_MAX: usize = 1_000;
+
+/// Where an item stands for one subscriber that may track prev-ids (reliable delivery).
+enum Sequence {
+    Deliver,
+    /// A fetch from the origin is under way: the item waits until it is applied.
+    Held,
+    /// The item does not follow what the subscriber got last: fetch from the origin instead.
+    Conflict,
+}
 
 /// Hands `d` to every local subscriber of its channel.
 pub fn deliver(w: &Worker, d: &Arc<Delivery>) {
@@ -30,54 +44,8 @@ pub fn deliver(w: &Worker, d: &Arc<Delivery>) {
                 debug_assert!(false, "subscriber {id:?} has no slot");
                 continue;
             };
-            match slot.sink {
-                Sink::Stream { chunked } => match &d.stream {
-                    Some(StreamPayload::Send {
-                        raw,
-                        chunked: framed,
-                    }) => {
-                        let bytes = if chunked { framed } else { raw };
-                        match w.queue(slot, id, bytes.clone()) {
-                            Queued::Yes => delivered += 1,
-                            Queued::Dropped => {}
-                            Queued::Cut => finished.push(id),
-                        }
-                    }
-                    Some(StreamPayload::Close) => {
-                        if chunked {
-                            let _ = w.queue(slot, id, Bytes::from_static(LAST_CHUNK));
-                        }
-                        slot.notify(ev::CLOSE);
-                        finished.push(id);
-                    }
-                    Some(StreamPayload::Hint) => {
-                        tracing::debug!("hint action on a stream: re-fetch is not supported yet");
-                    }
-                    None => {}
-                },
-                Sink::Response => {
-                    if let Some(ResponsePayload::Send(_)) = &d.response {
-                        slot.response = Some(d.clone());
-                        slot.notify(ev::RESPONSE);
-                        finished.push(id);
-                        delivered += 1;
-                    }
-                }
-                Sink::WebSocket => match &d.ws {
-                    Some(WsPayload::Send(frame)) => match w.queue(slot, id, frame.clone()) {
-                        Queued::Yes => delivered += 1,
-                        Queued::Dropped => {}
-                        Queued::Cut => finished.push(id),
-                    },
-                    Some(WsPayload::Close(frame)) => {
-                        let _ = w.queue(slot, id, frame.clone());
-                        slot.notify(ev::CLOSE);
-                        finished.push(id);
-                    }
-                    Some(WsPayload::Refresh) => slot.notify(ev::REFRESH),
-                    None => {}
-                },
-                Sink::None => {}
+            if deliver_one(w, slot, id, d, &mut finished) {
+                delivered += 1;
             }
         }
         w.stats.delivered.set(w.stats.delivered.get() + delivered);
@@ -87,4 +55,132 @@ pub fn deliver(w: &Worker, d: &Arc<Delivery>) {
     for id in finished {
         w.unsubscribe_all(id);
     }
+}
+
+/// Pushpin's rule (`httpsession.cpp`): on a channel with a prev-id, an item is delivered only if
+/// its prev-id equals the id of the last item delivered there, which then becomes the item's id.
+fn sequence(slot: &mut ConnSlot, d: &Arc<Delivery>) -> Sequence {
+    let Some(rec) = slot.recovery.as_deref_mut() else {
+        return Sequence::Deliver;
+    };
+    if rec.fetching {
+        if rec.pending.len() < PENDING_MAX {
+            rec.pending.push(d.clone());
+        }
+        return Sequence::Held;
+    }
+    match rec.prev_id_mut(&d.channel) {
+        Some(prev) if prev.is_some() => {
+            if prev.as_deref() != d.prev_id.as_deref() {
+                rec.fetching = true;
+                return Sequence::Conflict;
+            }
+            *prev = d.id.clone();
+            Sequence::Deliver
+        }
+        _ => Sequence::Deliver,
+    }
+}
+
+/// One subscriber's share of a delivery; true when something was queued for it.
+pub fn deliver_one(
+    w: &Worker,
+    slot: &mut ConnSlot,
+    id: ConnId,
+    d: &Arc<Delivery>,
+    finished: &mut Vec<ConnId>,
+) -> bool {
+    let relevant = match slot.sink {
+        Sink::Stream { .. } => d.stream.is_some(),
+        Sink::Response => d.response.is_some(),
+        Sink::WebSocket => d.ws.is_some(),
+        Sink::None => false,
+    };
+    if !relevant {
+        return false;
+    }
+    match sequence(slot, d) {
+        Sequence::Deliver => {}
+        Sequence::Held => return false,
+        Sequence::Conflict => {
+            slot.notify(ev::UPDATE);
+            return false;
+        }
+    }
+    match slot.sink {
+        Sink::Stream { chunked } => deliver_stream(w, slot, id, d, chunked, finished),
+        Sink::Response => match &d.response {
+            Some(ResponsePayload::Send(_)) => {
+                slot.response = Some(d.clone());
+                slot.notify(ev::RESPONSE);
+                finished.push(id);
+                true
+            }
+            Some(ResponsePayload::Hint) => {
+                slot.notify(ev::UPDATE);
+                false
+            }
+            None => false,
+        },
+        Sink::WebSocket => deliver_ws(w, slot, id, d, finished),
+        Sink::None => false,
+    }
+}
+
+/// Stream content, a close, or a hint (fetch from the origin) for a streaming subscriber.
+fn deliver_stream(
+    w: &Worker,
+    slot: &mut ConnSlot,
+    id: ConnId,
+    d: &Arc<Delivery>,
+    chunked: bool,
+    finished: &mut Vec<ConnId>,
+) -> bool {
+    match &d.stream {
+        Some(StreamPayload::Send {
+            raw,
+            chunked: framed,
+        }) => {
+            let bytes = if chunked { framed } else { raw };
+            match w.queue(slot, id, bytes.clone()) {
+                Queued::Yes => return true,
+                Queued::Dropped => {}
+                Queued::Cut => finished.push(id),
+            }
+        }
+        Some(StreamPayload::Close) => {
+            if chunked {
+                let _ = w.queue(slot, id, Bytes::from_static(LAST_CHUNK));
+            }
+            slot.notify(ev::CLOSE);
+            finished.push(id);
+        }
+        Some(StreamPayload::Hint) => slot.notify(ev::UPDATE),
+        None => {}
+    }
+    false
+}
+
+fn deliver_ws(
+    w: &Worker,
+    slot: &mut ConnSlot,
+    id: ConnId,
+    d: &Arc<Delivery>,
+    finished: &mut Vec<ConnId>,
+) -> bool {
+    match &d.ws {
+        Some(WsPayload::Send(frame)) => match w.queue(slot, id, frame.clone()) {
+            Queued::Yes => return true,
+            Queued::Dropped => {}
+            Queued::Cut => finished.push(id),
+        },
+        Some(WsPayload::Close(frame)) => {
+            let _ = w.queue(slot, id, frame.clone());
+            slot.notify(ev::CLOSE);
+            finished.push(id);
+        }
+        Some(WsPayload::Refresh) => slot.notify(ev::REFRESH),
+        None => {}
+    }
+    false
 }

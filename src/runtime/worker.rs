@@ -239,7 +239,7 @@ impl Worker {
     }
 
     /// Takes the events posted for `id`, or registers the task's waker and returns Pending.
-    pub fn poll_events(&self, id: ConnId, cx: &mut std::task::Context<'_>) -> Poll<u8> {
+    pub fn poll_events(&self, id: ConnId, cx: &mut std::task::Context<'_>) -> Poll<u16> {
         let mut conns = self.conns.borrow_mut();
         let Some(slot) = conns.get_mut(id) else {
             return Poll::Ready(ev::DEAD);

@@ -221,7 +221,7 @@ enum Woke {
     Client,
     Origin,
     Writable,
-    Events(u8),
+    Events(u16),
 }
 
 async fn wait(
@@ -313,7 +313,7 @@ impl PassSession {
         }
     }
 
-    fn on_events(&mut self, conn: &ClientConn, e: u8) -> Vec<u8> {
+    fn on_events(&mut self, conn: &ClientConn, e: u16) -> Vec<u8> {
         let mut to_origin = Vec::new();
         if e & ev::SHUTDOWN != 0 && self.state == State::Open {
             queue_close(conn, ws::CLOSE_GOING_AWAY, "server shutting down");

@@ -213,7 +213,7 @@ impl WsohSession {
         at.map(|a| a.max(w.now_ms()))
     }
 
-    fn on_events(&mut self, conn: &mut ClientConn, e: u8) {
+    fn on_events(&mut self, conn: &mut ClientConn, e: u16) {
         let w = conn.w.clone();
         if e & ev::ORIGIN != 0 {
             self.on_origin_done(conn);
