@@ -47,6 +47,62 @@ impl OriginError {
     }
 }
 
+/// A whole response (head and body) read from the origin.
+pub struct FullResponse {
+    pub code: u16,
+    pub reason: String,
+    pub headers: Vec<http1::Header>,
+    pub body: Vec<u8>,
+}
+
+impl FullResponse {
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+        self.headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()))
+    }
+}
+
+/// Sends `request` to the route's targets in order and reads the whole answer (bounded).
+pub async fn fetch(
+    w: &Worker,
+    route_index: usize,
+    method: &str,
+    request: Vec<u8>,
+    body_max: usize,
+) -> Result<FullResponse, OriginError> {
+    let addrs = &w.shared.routes.addrs[route_index];
+    let mut last = None;
+    let mut request = Some(request);
+    for (n, target) in addrs.iter().enumerate() {
+        // The request is copied only if another target may still need it.
+        let attempt = if n + 1 < addrs.len() {
+            request.clone().unwrap_or_default()
+        } else {
+            request.take().unwrap_or_default()
+        };
+        let mut resp = match send(w, std::slice::from_ref(target), method, attempt).await {
+            Ok(r) => r,
+            Err(e @ OriginError::Timeout(_)) => return Err(e),
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let timeout = w.shared.config.origin.response_timeout_ms;
+        let body = resp.read_body(body_max, timeout).await;
+        let head = resp.head.clone();
+        resp.finish(w, body.is_ok());
+        return Ok(FullResponse {
+            code: head.code,
+            reason: head.reason,
+            headers: head.headers,
+            body: body?,
+        });
+    }
+    Err(last.unwrap_or(OriginError::Closed(SocketAddr::from(([0, 0, 0, 0], 0)))))
+}
+
 /// A response head from the origin plus the connection and any body bytes already read.
 pub struct OriginResponse {
     pub head: ResponseHead,

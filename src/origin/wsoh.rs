@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use super::client::{self, OriginError};
-use crate::proto::http1::{self, Header, RequestHead, header_value};
+use super::client::{self, FullResponse, OriginError};
+use crate::proto::http1::{self, RequestHead, header_value};
 use crate::proto::wsoh::{self, Event};
 use crate::runtime::worker::Worker;
 
@@ -37,25 +37,12 @@ pub struct RequestTemplate {
 }
 
 /// The origin's answer to one request.
-pub struct Reply {
-    pub code: u16,
-    pub reason: String,
-    pub headers: Vec<Header>,
-    pub body: Vec<u8>,
-}
+pub type Reply = FullResponse;
 
-impl Reply {
-    /// Whether the answer is a WebSocket-over-HTTP answer (200 with the exact content type).
-    pub fn is_events(&self) -> bool {
-        self.code == 200
-            && header_value(&self.headers, "content-type") == Some(wsoh::CONTENT_TYPE.as_bytes())
-    }
-
-    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
-        self.headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_slice()))
-    }
+/// Whether an answer is a WebSocket-over-HTTP answer (200 with the exact content type).
+pub fn is_events(reply: &Reply) -> bool {
+    reply.code == 200
+        && header_value(&reply.headers, "content-type") == Some(wsoh::CONTENT_TYPE.as_bytes())
 }
 
 fn dropped(name: &str) -> bool {
@@ -157,35 +144,8 @@ pub async fn exchange(
     route_index: usize,
     request: Vec<u8>,
 ) -> Result<Reply, OriginError> {
-    let addrs = &w.shared.routes.addrs[route_index];
-    let cfg = &w.shared.config;
-    let mut last = None;
-    for target in addrs {
-        let mut resp =
-            match client::send(&w, std::slice::from_ref(target), "POST", request.clone()).await {
-                Ok(r) => r,
-                Err(e @ OriginError::Timeout(_)) => return Err(e),
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-        let body = resp
-            .read_body(
-                cfg.websocket.origin_body_bytes_max,
-                cfg.origin.response_timeout_ms,
-            )
-            .await;
-        let head = resp.head.clone();
-        resp.finish(&w, body.is_ok());
-        return Ok(Reply {
-            code: head.code,
-            reason: head.reason,
-            headers: head.headers,
-            body: body?,
-        });
-    }
-    Err(last.unwrap_or(OriginError::Closed(SocketAddr::from(([0, 0, 0, 0], 0)))))
+    let max = w.shared.config.websocket.origin_body_bytes_max;
+    client::fetch(&w, route_index, "POST", request, max).await
 }
 
 /// True when an error means the request never reached the origin, so sending it again cannot

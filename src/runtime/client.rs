@@ -430,6 +430,11 @@ mod tests {
                 reason: String::new(),
                 headers: vec![],
                 body: vec![],
+                base_url: None,
+                next_link: None,
+                gone_link: None,
+                prev_ids: vec![],
+                channel_prefix: String::new(),
             });
             println!(
                 "size_of ClientConn = {} bytes",

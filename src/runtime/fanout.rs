@@ -31,6 +31,9 @@ enum Sequence {
 
 /// Hands `d` to every local subscriber of its channel.
 pub fn deliver(w: &Worker, d: &Arc<Delivery>) {
+    if let Some(id) = &d.id {
+        w.note_last_id(&d.channel, id);
+    }
     let mut finished: Vec<ConnId> = Vec::new();
     {
         let channels = w.channels.borrow();
@@ -79,6 +82,17 @@ fn sequence(slot: &mut ConnSlot, d: &Arc<Delivery>) -> Sequence {
             Sequence::Deliver
         }
         _ => Sequence::Deliver,
+    }
+}
+
+/// Whether `d` follows what this subscriber got last on its channel (or is not sequenced).
+pub fn follows(slot: &ConnSlot, d: &Delivery) -> bool {
+    let Some(rec) = slot.recovery.as_deref() else {
+        return true;
+    };
+    match rec.prev_ids.iter().find(|(c, _)| **c == *d.channel) {
+        Some((_, Some(prev))) => d.prev_id.as_deref() == Some(&**prev),
+        _ => true,
     }
 }
 

@@ -9,8 +9,10 @@ use bytes::Bytes;
 use super::client::{ClientConn, Outcome, Read, Wake};
 use super::conns::{Sink, ev};
 use crate::hub::delivery::{Delivery, ResponsePayload};
-use crate::proto::grip::{HoldMode, KeepAlive, KeepAliveMode};
-use crate::proto::http1::{self, LAST_CHUNK, RequestHead, Version};
+use url::Url;
+
+use crate::proto::grip::{HoldMode, KeepAlive};
+use crate::proto::http1::{self, RequestHead, Version};
 
 /// The two facts about the held request a hold needs (the request head itself is dropped).
 #[derive(Debug, Clone, Copy)]
@@ -45,12 +47,24 @@ pub struct HoldSpec {
     /// Client-visible headers, without Content-Length or framing headers.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// The URL the client asked for: relative links resolve against it.
+    pub base_url: Option<Url>,
+    /// `Grip-Link rel=next`, resolved, with its timeout.
+    pub next_link: Option<(Url, Option<u32>)>,
+    /// `Grip-Link rel=gone`, resolved: POSTed when the client leaves.
+    pub gone_link: Option<Url>,
+    /// Channels with a prev-id: (full channel name, prev-id).
+    pub prev_ids: Vec<(String, String)>,
+    /// The route's channel prefix (`Grip-Last` names channels as the origin does).
+    pub channel_prefix: String,
 }
 
 pub async fn run(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
     match spec.mode {
         Some(HoldMode::Response) => hold_response(conn, req, spec).await,
-        Some(HoldMode::Stream) => hold_stream(conn, req, spec).await,
+        Some(HoldMode::Stream) => super::stream_hold::hold_stream(conn, req, spec).await,
+        // No hold but a next link: stream this answer, then page through the links.
+        None if spec.next_link.is_some() => super::stream_hold::hold_stream(conn, req, spec).await,
         None => {
             let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
             finish_with(conn, req, resp).await
@@ -161,7 +175,7 @@ fn published_response(spec: &HoldSpec, d: &Delivery, req: HeldRequest) -> Option
 }
 
 /// The head of a streamed response: chunked for HTTP/1.1 clients, close-delimited otherwise.
-fn stream_head(spec: &HoldSpec, chunked: bool) -> Vec<u8> {
+pub fn stream_head(spec: &HoldSpec, chunked: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     http1::encode_status_line(&mut out, Version::Http11, spec.code, &spec.reason);
     for (name, value) in &spec.headers {
@@ -176,7 +190,7 @@ fn stream_head(spec: &HoldSpec, chunked: bool) -> Vec<u8> {
     out
 }
 
-fn frame(data: &[u8], chunked: bool) -> Bytes {
+pub fn frame(data: &[u8], chunked: bool) -> Bytes {
     if chunked {
         let mut out = Vec::with_capacity(data.len() + 12);
         http1::encode_chunk(&mut out, data);
@@ -186,132 +200,8 @@ fn frame(data: &[u8], chunked: bool) -> Bytes {
     }
 }
 
-/// Stream: send the head and initial body, then whatever is published, until the client leaves,
-/// a `close` arrives, or shutdown.
-async fn hold_stream(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
-    let w = conn.w.clone();
-    let id = conn.id;
-    let chunked = req.http11;
-    let mut first = stream_head(&spec, chunked);
-    if chunked {
-        http1::encode_chunk(&mut first, &spec.body);
-    } else {
-        first.extend_from_slice(&spec.body);
-    }
-    // Queue the head and subscribe in one step: every publish from now on lands after it.
-    if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
-        slot.outbox.push(Bytes::from(first));
-    }
-    w.subscribe(id, &spec.channels, Sink::Stream { chunked });
-    let keep_alive = spec
-        .keep_alive
-        .as_ref()
-        .map(|k| KeepAliveTimer::new(k, w.now_ms()));
-    // Nothing else of the spec is needed while the stream is held: free it now (it is
-    // per-connection memory for as long as the stream lasts).
-    drop(spec);
-    let outcome = stream_loop(conn, req, chunked, keep_alive).await;
-    w.unsubscribe_all(id);
-    outcome
-}
-
-/// Keep-alive data sent on a held stream (Grip-Keep-Alive).
-struct KeepAliveTimer {
-    data: Vec<u8>,
-    every_ms: u64,
-    mode: KeepAliveMode,
-    next_ms: u64,
-}
-
-impl KeepAliveTimer {
-    fn new(k: &KeepAlive, now_ms: u64) -> KeepAliveTimer {
-        let every_ms = u64::from(k.timeout_secs.max(1)) * 1000;
-        KeepAliveTimer {
-            data: k.data.clone(),
-            every_ms,
-            mode: k.mode,
-            next_ms: now_ms + every_ms,
-        }
-    }
-
-    /// Whether to send now; moves the next deadline. Idle mode counts from the last write.
-    fn due(&mut self, now_ms: u64, last_write_ms: u64) -> bool {
-        if self.mode == KeepAliveMode::Idle {
-            self.next_ms = self.next_ms.max(last_write_ms + self.every_ms);
-        }
-        if now_ms < self.next_ms {
-            return false;
-        }
-        self.next_ms = now_ms + self.every_ms;
-        true
-    }
-}
-
-async fn stream_loop(
-    conn: &mut ClientConn,
-    req: HeldRequest,
-    chunked: bool,
-    mut keep_alive: Option<KeepAliveTimer>,
-) -> Outcome {
-    let w = conn.w.clone();
-    let id = conn.id;
-    let header_max = w.shared.config.http.header_bytes_max;
-    let mut closing = false;
-    loop {
-        if !w.flush_conn(id) {
-            return Outcome::Close;
-        }
-        let (blocked, empty, last_write) = match w.conns.borrow().get(id) {
-            Some(s) => (s.write_blocked, s.outbox.is_empty(), s.last_write_ms),
-            None => return Outcome::Close,
-        };
-        if closing && empty {
-            return if chunked && req.keep_alive && !w.is_stopping() {
-                Outcome::KeepAlive
-            } else {
-                Outcome::Close
-            };
-        }
-        if let Some(ka) = keep_alive.as_mut() {
-            if ka.due(w.now_ms(), last_write) && !closing {
-                queue_own(conn, frame(&ka.data, chunked));
-                continue;
-            }
-            w.schedule(id, ka.next_ms);
-        }
-        conn.release_idle_buffer();
-        let read = conn.inbuf().len() < header_max;
-        let woke = if blocked {
-            conn.wait_writable(read).await
-        } else {
-            conn.wait(read).await
-        };
-        let events = match woke {
-            Ok(Wake::Readable) => match conn.read_now() {
-                Read::Bytes(_) | Read::NotReady => continue,
-                Read::Eof | Read::Failed => return Outcome::Close,
-            },
-            Ok(Wake::Writable) => continue,
-            Ok(Wake::Events(e)) => e,
-            Err(_) => return Outcome::Close,
-        };
-        if events & ev::DEAD != 0 {
-            return Outcome::Close;
-        }
-        if events & ev::SHUTDOWN != 0 && !closing {
-            closing = true;
-            if chunked {
-                queue_own(conn, Bytes::from_static(LAST_CHUNK));
-            }
-        }
-        if events & ev::CLOSE != 0 {
-            closing = true;
-        }
-    }
-}
-
 /// Queues bytes this connection itself produced (keep-alive, closing chunk).
-fn queue_own(conn: &ClientConn, bytes: Bytes) {
+pub fn queue_own(conn: &ClientConn, bytes: Bytes) {
     if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
         let _ = conn.w.queue(slot, conn.id, bytes);
     }
@@ -324,7 +214,7 @@ pub fn future_sizes(conn: &mut ClientConn, spec: Box<HoldSpec>) -> (usize, usize
         keep_alive: true,
         http11: true,
     };
-    let stream = std::mem::size_of_val(&stream_loop(conn, r, true, None));
+    let stream = std::mem::size_of_val(&super::stream_hold::hold_stream(conn, r, spec.clone()));
     let response = std::mem::size_of_val(&hold_response(conn, r, spec));
     (stream, response)
 }

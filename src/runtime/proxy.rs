@@ -215,8 +215,12 @@ fn is_instruct_body(headers: &[Header]) -> bool {
     })
 }
 
+/// A hold, a next link (paging without a hold), or the JSON instruct form.
 fn carries_grip(resp: &OriginResponse) -> bool {
-    header_value(&resp.head.headers, "grip-hold").is_some() || is_instruct_body(&resp.head.headers)
+    let h = &resp.head.headers;
+    header_value(h, "grip-hold").is_some()
+        || header_value(h, "grip-link").is_some()
+        || is_instruct_body(h)
 }
 
 /// Header names listed in `Connection` headers: hop-by-hop by declaration (RFC 9110 7.6.1).
@@ -386,7 +390,8 @@ async fn grip_response(
             return Step::Done(Outcome::Close);
         }
     };
-    let spec = hold_spec(&conn.w.shared.config, route, &head, body, instruct);
+    let base = super::next_link::request_url(&req);
+    let spec = hold_spec(&conn.w.shared.config, route, &head, body, instruct, base);
     Step::Hold(req, Box::new(spec))
 }
 
@@ -419,6 +424,7 @@ fn hold_spec(
     head: &http1::ResponseHead,
     body: Vec<u8>,
     instruct: Instruct,
+    base_url: Option<url::Url>,
 ) -> HoldSpec {
     let (mut code, mut reason, headers, body) = match instruct.response {
         Some(r) => {
@@ -455,6 +461,24 @@ fn hold_spec(
         );
         channels.truncate(cfg.grip.channels_max);
     }
+    let resolve = |link: &grip::Link| {
+        base_url
+            .as_ref()
+            .and_then(|b| super::next_link::resolve(b, &link.url))
+    };
+    let next_link = instruct
+        .next_link
+        .as_ref()
+        .and_then(|l| resolve(l).map(|u| (u, l.timeout_secs)));
+    let gone_link = instruct.gone_link.as_ref().and_then(resolve);
+    let prev_ids = instruct
+        .channels
+        .iter()
+        .filter_map(|c| {
+            let full = format!("{}{}", route.prefix, c.name);
+            c.prev_id.clone().map(|p| (full, p))
+        })
+        .collect();
     HoldSpec {
         mode: instruct.hold,
         channels,
@@ -466,5 +490,10 @@ fn hold_spec(
         reason,
         headers,
         body,
+        base_url,
+        next_link,
+        gone_link,
+        prev_ids,
+        channel_prefix: route.prefix.clone(),
     }
 }

@@ -109,7 +109,7 @@ async fn open_over_http(
             return Step::Done(Outcome::Close);
         }
     };
-    if !reply.is_events() {
+    if !origin_wsoh::is_events(&reply) {
         return refuse_with_origin_answer(conn, &reply).await;
     }
     let mut events = match codec::decode_events(&reply.body) {

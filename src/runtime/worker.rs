@@ -5,6 +5,7 @@
 //! through its inbox. No `RefCell` borrow is held across an `.await`.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -31,6 +32,8 @@ use crate::proto::ws;
 
 /// Messages handled per inbox drain before the worker flushes and lets other tasks run.
 const DRAIN_BATCH_MAX: usize = 4096;
+/// Channels whose last published id a worker remembers.
+const LAST_IDS_MAX: usize = 100_000;
 /// Resolution of the timer wheel.
 const TIMER_TICK_MS: u64 = 50;
 /// Slots in the timer wheel (one turn = TIMER_TICK_MS * TIMER_SLOTS).
@@ -65,6 +68,8 @@ pub struct Worker {
     pub signers: Signers,
     pub stats: WorkerStats,
     timers: RefCell<TimerWheel>,
+    /// The last id published on each channel (for the first-hold prev-id check).
+    pub last_ids: RefCell<HashMap<Box<str>, Box<str>>>,
     dirty: RefCell<Vec<ConnId>>,
     epoch: Instant,
     stopping: Cell<bool>,
@@ -86,6 +91,7 @@ impl Worker {
             channels: RefCell::new(ChannelTable::new()),
             stats: WorkerStats::default(),
             timers: RefCell::new(TimerWheel::new(TIMER_TICK_MS, TIMER_SLOTS, 0)),
+            last_ids: RefCell::new(HashMap::new()),
             dirty: RefCell::new(Vec::new()),
             epoch: Instant::now(),
             stopping: Cell::new(false),
@@ -224,6 +230,26 @@ impl Worker {
             table.unsubscribe(&name, id);
         }
         slot.subs = Vec::new();
+    }
+
+    /// Remembers the last id published on a channel (bounded: forgotten past the limit).
+    pub fn note_last_id(&self, channel: &str, id: &str) {
+        let mut last = self.last_ids.borrow_mut();
+        if let Some(v) = last.get_mut(channel) {
+            if &**v != id {
+                *v = id.into();
+            }
+            return;
+        }
+        if last.len() >= LAST_IDS_MAX {
+            last.clear();
+        }
+        last.insert(channel.into(), id.into());
+    }
+
+    /// Forgets every last id (`POST /recover`).
+    pub fn clear_last_ids(&self) {
+        self.last_ids.borrow_mut().clear();
     }
 
     /// Asks the timer wheel to wake `id` at `at_ms` (no-op if an earlier wake is scheduled).

@@ -409,7 +409,7 @@ impl WsohSession {
             Ok(reply) => reply,
             Err(e) => return self.on_origin_error(conn, e),
         };
-        if !reply.is_events() {
+        if !origin_wsoh::is_events(&reply) {
             tracing::warn!(
                 code = reply.code,
                 "websocket-over-http: origin answered {} {}",

@@ -1,0 +1,506 @@
+//! A streamed hold (`Grip-Hold: stream`, SSE), and paging through `Grip-Link rel=next` without a
+//! hold.
+//!
+//! The fan-out writes published content straight from the worker; this task wakes only for a
+//! keep-alive, a `close`, a full socket, shutdown, or a fetch from the origin. A fetch follows
+//! Pushpin (`httpsession.cpp`): after a prev-id conflict, a `hint`, or the next link's timeout,
+//! the next link is requested with `Grip-Last`; its body is written, its instructions replace the
+//! channels and prev-ids, and items published meanwhile are replayed against them. A hold-less
+//! answer with a next link keeps paging; without one the stream ends.
+
+use bytes::Bytes;
+use url::Url;
+
+use super::client::{ClientConn, Outcome, Read, Wake};
+use super::conns::{Recovery, Sink, ev};
+use super::fanout;
+use super::hold::{HeldRequest, HoldSpec, frame, queue_own, stream_head};
+use super::next_link::{self, FetchError, InFlight};
+use crate::origin::client::FullResponse;
+use crate::proto::grip::{self, GripLimits, HoldMode, Instruct, KeepAlive, KeepAliveMode};
+use crate::proto::http1::{self, LAST_CHUNK};
+
+/// Next-link timeout when the link gives none (Pushpin's default).
+const NEXT_LINK_TIMEOUT_SECS: u32 = 120;
+/// Attempts of a failed next-link request before the stream ends (Pushpin's RETRY_MAX).
+const RETRIES_MAX: u32 = 5;
+
+/// Keep-alive data sent on a held stream (Grip-Keep-Alive).
+pub struct KeepAliveTimer {
+    data: Vec<u8>,
+    every_ms: u64,
+    mode: KeepAliveMode,
+    next_ms: u64,
+}
+
+impl KeepAliveTimer {
+    pub fn new(k: &KeepAlive, now_ms: u64) -> KeepAliveTimer {
+        let every_ms = u64::from(k.timeout_secs.max(1)) * 1000;
+        KeepAliveTimer {
+            data: k.data.clone(),
+            every_ms,
+            mode: k.mode,
+            next_ms: now_ms + every_ms,
+        }
+    }
+
+    /// Whether to send now; moves the next deadline. Idle mode counts from the last write.
+    fn due(&mut self, now_ms: u64, last_write_ms: u64) -> bool {
+        if self.mode == KeepAliveMode::Idle {
+            self.next_ms = self.next_ms.max(last_write_ms + self.every_ms);
+        }
+        if now_ms < self.next_ms {
+            return false;
+        }
+        self.next_ms = now_ms + self.every_ms;
+        true
+    }
+}
+
+/// The links of a stream (boxed: most streams have none).
+struct Links {
+    /// The URL the current content came from (relative links resolve against it).
+    base: Url,
+    next: Option<Url>,
+    next_timeout_ms: u64,
+    /// When the next link is fetched if nothing else triggers it first.
+    due_ms: Option<u64>,
+    gone: Option<Url>,
+    channel_prefix: String,
+    inflight: Option<InFlight>,
+    retries: u32,
+    retry_at_ms: Option<u64>,
+    /// Fetch as soon as possible (a conflict, a hint, paging).
+    wanted: bool,
+    /// No hold: the stream ends when no next link is left.
+    paging: bool,
+}
+
+pub async fn hold_stream(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
+    let w = conn.w.clone();
+    let id = conn.id;
+    let chunked = req.http11;
+    let mut first = stream_head(&spec, chunked);
+    if chunked {
+        http1::encode_chunk(&mut first, &spec.body);
+    } else {
+        first.extend_from_slice(&spec.body);
+    }
+    // Queue the head and subscribe in one step: every publish from now on lands after it.
+    if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
+        slot.outbox.push(Bytes::from(first));
+    }
+    w.subscribe(id, &spec.channels, Sink::Stream { chunked });
+    track_prev_ids(conn, &spec.prev_ids);
+    let keep_alive = spec
+        .keep_alive
+        .as_ref()
+        .map(|k| KeepAliveTimer::new(k, w.now_ms()));
+    let mut links = links_of(conn, &spec);
+    if links.is_none() && !spec.prev_ids.is_empty() {
+        // Pushpin: "channel specifies prev-id, but no next link found" ends the stream.
+        tracing::warn!("stream hold uses prev-id without a next link: ending it");
+        return finish(conn, req, chunked, None).await;
+    }
+    if let Some(l) = links.as_mut() {
+        l.wanted = l.paging || conflicts_with_last_ids(conn, &spec.prev_ids);
+    }
+    // Nothing else of the spec is needed while the stream is held: free it now (it is
+    // per-connection memory for as long as the stream lasts).
+    drop(spec);
+    let outcome = stream_loop(conn, req, chunked, keep_alive, links).await;
+    w.unsubscribe_all(id);
+    if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
+        slot.recovery = None;
+    }
+    outcome
+}
+
+fn links_of(conn: &ClientConn, spec: &HoldSpec) -> Option<Box<Links>> {
+    if spec.next_link.is_none() && spec.gone_link.is_none() {
+        return None;
+    }
+    let base = spec.base_url.clone()?;
+    let timeout = spec.next_link.as_ref().and_then(|(_, t)| *t);
+    let next_timeout_ms = u64::from(timeout.unwrap_or(NEXT_LINK_TIMEOUT_SECS)) * 1000;
+    let next = spec.next_link.as_ref().map(|(u, _)| u.clone());
+    Some(Box::new(Links {
+        base,
+        due_ms: next.as_ref().map(|_| conn.w.now_ms() + next_timeout_ms),
+        next,
+        next_timeout_ms,
+        gone: spec.gone_link.clone(),
+        channel_prefix: spec.channel_prefix.clone(),
+        inflight: None,
+        retries: 0,
+        retry_at_ms: None,
+        wanted: false,
+        paging: spec.mode.is_none(),
+    }))
+}
+
+/// Starts tracking prev-ids for reliable delivery (nothing when no channel has one).
+fn track_prev_ids(conn: &ClientConn, prev_ids: &[(String, String)]) {
+    let mut conns = conn.w.conns.borrow_mut();
+    let Some(slot) = conns.get_mut(conn.id) else {
+        return;
+    };
+    if prev_ids.is_empty() {
+        slot.recovery = None;
+        return;
+    }
+    let tracked = slot
+        .subs
+        .iter()
+        .map(|c| {
+            let prev = prev_ids
+                .iter()
+                .find(|(n, _)| n == &**c)
+                .map(|(_, p)| p.as_str().into());
+            (c.clone(), prev)
+        })
+        .collect();
+    let rec = slot.recovery.get_or_insert_with(Box::default);
+    rec.prev_ids = tracked;
+}
+
+/// Pushpin's first-hold check: a prev-id that differs from the last id published on the channel
+/// means the origin's view is stale: fetch right away.
+fn conflicts_with_last_ids(conn: &ClientConn, prev_ids: &[(String, String)]) -> bool {
+    let last = conn.w.last_ids.borrow();
+    prev_ids
+        .iter()
+        .any(|(c, p)| last.get(c.as_str()).is_some_and(|l| &**l != p.as_str()))
+}
+
+async fn stream_loop(
+    conn: &mut ClientConn,
+    req: HeldRequest,
+    chunked: bool,
+    mut keep_alive: Option<KeepAliveTimer>,
+    mut links: Option<Box<Links>>,
+) -> Outcome {
+    let w = conn.w.clone();
+    let id = conn.id;
+    let header_max = w.shared.config.http.header_bytes_max;
+    let mut closing = false;
+    loop {
+        if !w.flush_conn(id) {
+            return left(conn, &links);
+        }
+        let (blocked, empty, last_write) = match w.conns.borrow().get(id) {
+            Some(s) => (s.write_blocked, s.outbox.is_empty(), s.last_write_ms),
+            None => return Outcome::Close,
+        };
+        if closing && empty {
+            return if chunked && req.keep_alive && !w.is_stopping() {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Close
+            };
+        }
+        if let Some(ka) = keep_alive.as_mut().filter(|_| !closing) {
+            if ka.due(w.now_ms(), last_write) {
+                queue_own(conn, frame(&ka.data, chunked));
+                continue;
+            }
+            w.schedule(id, ka.next_ms);
+        }
+        if let Some(l) = links.as_deref_mut().filter(|_| !closing) {
+            l.maybe_fetch(conn);
+            if let Some(at) = l.deadline() {
+                w.schedule(id, at);
+            }
+        }
+        conn.release_idle_buffer();
+        let read = conn.inbuf().len() < header_max;
+        let woke = if blocked {
+            conn.wait_writable(read).await
+        } else {
+            conn.wait(read).await
+        };
+        let events = match woke {
+            Ok(Wake::Readable) => match conn.read_now() {
+                Read::Bytes(_) | Read::NotReady => continue,
+                Read::Eof | Read::Failed => return left(conn, &links),
+            },
+            Ok(Wake::Writable) => continue,
+            Ok(Wake::Events(e)) => e,
+            Err(_) => return left(conn, &links),
+        };
+        if events & ev::DEAD != 0 {
+            return left(conn, &links);
+        }
+        if events & (ev::SHUTDOWN | ev::CLOSE) != 0 && !closing {
+            closing = true;
+            if events & ev::SHUTDOWN != 0 && chunked {
+                queue_own(conn, Bytes::from_static(LAST_CHUNK));
+            }
+        }
+        if events & ev::UPDATE != 0 {
+            match links.as_deref_mut() {
+                Some(l) if l.next.is_some() => l.wanted = true,
+                // Without a next link there is nothing to fetch: resume delivery as it is.
+                _ => replay_pending(conn),
+            }
+        }
+        if events & ev::ORIGIN != 0
+            && let Some(l) = links.as_deref_mut()
+            && !l.on_fetched(conn, chunked)
+        {
+            closing = true;
+            if chunked {
+                queue_own(conn, Bytes::from_static(LAST_CHUNK));
+            }
+        }
+    }
+}
+
+/// The client went away: tell the origin if it asked (`rel=gone`).
+fn left(conn: &ClientConn, links: &Option<Box<Links>>) -> Outcome {
+    if let Some(url) = links.as_ref().and_then(|l| l.gone.clone()) {
+        next_link::spawn_gone(&conn.w, url);
+    }
+    Outcome::Close
+}
+
+/// Ends the stream right away (last chunk, then keep-alive or close).
+async fn finish(
+    conn: &mut ClientConn,
+    req: HeldRequest,
+    chunked: bool,
+    links: Option<Box<Links>>,
+) -> Outcome {
+    if chunked {
+        queue_own(conn, Bytes::from_static(LAST_CHUNK));
+    }
+    let w = conn.w.clone();
+    loop {
+        if !w.flush_conn(conn.id) {
+            return left(conn, &links);
+        }
+        let empty = match w.conns.borrow().get(conn.id) {
+            Some(s) => s.outbox.is_empty(),
+            None => return Outcome::Close,
+        };
+        if empty {
+            w.unsubscribe_all(conn.id);
+            return if chunked && req.keep_alive {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Close
+            };
+        }
+        match conn.wait_writable(false).await {
+            Ok(Wake::Events(e)) if e & ev::DEAD != 0 => return Outcome::Close,
+            Err(_) => return Outcome::Close,
+            _ => {}
+        }
+    }
+}
+
+/// Delivers the items that waited during a fetch. Leading items that do not follow the new
+/// prev-ids were covered by the fetched content and are dropped (Pushpin does the same); a
+/// later conflict asks for another fetch.
+fn replay_pending(conn: &ClientConn) {
+    let w = &conn.w;
+    let mut finished = Vec::new();
+    {
+        let mut conns = w.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(conn.id) else {
+            return;
+        };
+        let pending = match slot.recovery.as_deref_mut() {
+            Some(rec) => {
+                rec.fetching = false;
+                std::mem::take(&mut rec.pending)
+            }
+            None => return,
+        };
+        let mut leading = true;
+        for d in pending {
+            if leading && !fanout::follows(slot, &d) {
+                continue;
+            }
+            leading = false;
+            fanout::deliver_one(w, slot, conn.id, &d, &mut finished);
+        }
+    }
+    for id in finished {
+        w.unsubscribe_all(id);
+    }
+}
+
+impl Links {
+    fn deadline(&self) -> Option<u64> {
+        if self.inflight.is_some() {
+            return None;
+        }
+        match (self.retry_at_ms, self.due_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts the next-link request when one is wanted or due and none is running.
+    fn maybe_fetch(&mut self, conn: &ClientConn) {
+        let now = conn.w.now_ms();
+        if self.inflight.is_some() {
+            return;
+        }
+        let Some(url) = self.next.clone() else {
+            return;
+        };
+        let retry_due = self.retry_at_ms.is_some_and(|t| now >= t);
+        let timed_out = self.due_ms.is_some_and(|t| now >= t);
+        if !(retry_due || timed_out || (self.wanted && self.retry_at_ms.is_none())) {
+            return;
+        }
+        self.retry_at_ms = None;
+        self.wanted = false;
+        self.due_ms = None;
+        if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
+            slot.recovery.get_or_insert_with(Box::default).fetching = true;
+        }
+        let grip_last = self.grip_last(conn);
+        self.inflight = Some(next_link::spawn_fetch(&conn.w, conn.id, url, grip_last));
+    }
+
+    /// `Grip-Last` values: each tracked channel (as the origin names it) with its last id.
+    fn grip_last(&self, conn: &ClientConn) -> Vec<(String, String)> {
+        let conns = conn.w.conns.borrow();
+        let Some(rec) = conns.get(conn.id).and_then(|s| s.recovery.as_deref()) else {
+            return Vec::new();
+        };
+        rec.prev_ids
+            .iter()
+            .filter_map(|(c, id)| {
+                let name = c.strip_prefix(self.channel_prefix.as_str()).unwrap_or(c);
+                id.as_ref().map(|id| (name.to_string(), id.to_string()))
+            })
+            .collect()
+    }
+
+    /// Applies a finished fetch; false when the stream must end.
+    fn on_fetched(&mut self, conn: &ClientConn, chunked: bool) -> bool {
+        let Some(slot) = self.inflight.take() else {
+            return true;
+        };
+        let Some(result) = slot.borrow_mut().take() else {
+            self.inflight = Some(slot);
+            return true;
+        };
+        match result {
+            Ok(resp) if (200..300).contains(&resp.code) => self.apply(conn, resp, chunked),
+            Ok(resp) => self.failed(conn, &format!("next link answered {}", resp.code)),
+            Err(e @ FetchError::NoRoute(_)) => {
+                tracing::warn!("next link: {e}");
+                false
+            }
+            Err(e) => self.failed(conn, &e.to_string()),
+        }
+    }
+
+    fn failed(&mut self, conn: &ClientConn, why: &str) -> bool {
+        if self.retries >= RETRIES_MAX {
+            tracing::warn!("next link failed {RETRIES_MAX} times ({why}): ending the stream");
+            return false;
+        }
+        tracing::info!("next link: {why}; retrying");
+        self.retry_at_ms = Some(conn.w.now_ms() + next_link::backoff_ms(self.retries));
+        self.retries += 1;
+        true
+    }
+
+    /// Writes the fetched body and takes its instructions as the stream's new state.
+    fn apply(&mut self, conn: &ClientConn, resp: FullResponse, chunked: bool) -> bool {
+        let limits = GripLimits {
+            channels_max: conn.w.shared.config.grip.channels_max,
+        };
+        let instruct = match instructions(&resp, &limits) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("next link: invalid GRIP instructions: {e}");
+                return false;
+            }
+        };
+        if instruct.hold == Some(HoldMode::Response) {
+            tracing::warn!("next link returned a response hold: ending the stream");
+            return false;
+        }
+        queue_own(conn, frame(&resp.body, chunked));
+        if let Some(url) = self.next.take() {
+            self.base = url;
+        }
+        self.retries = 0;
+        self.next = instruct
+            .next_link
+            .as_ref()
+            .and_then(|l| next_link::resolve(&self.base, &l.url));
+        let timeout = instruct.next_link.as_ref().and_then(|l| l.timeout_secs);
+        self.next_timeout_ms = u64::from(timeout.unwrap_or(NEXT_LINK_TIMEOUT_SECS)) * 1000;
+        self.paging = instruct.hold.is_none();
+        if instruct.hold == Some(HoldMode::Stream) {
+            self.resubscribe(conn, &instruct, chunked);
+        }
+        replay_pending(conn);
+        if self.paging {
+            if self.next.is_none() {
+                return false;
+            }
+            self.wanted = true;
+        }
+        self.due_ms = self
+            .next
+            .as_ref()
+            .map(|_| conn.w.now_ms() + self.next_timeout_ms);
+        true
+    }
+
+    /// The fetched instructions' channels and prev-ids replace the current ones.
+    fn resubscribe(&self, conn: &ClientConn, instruct: &Instruct, chunked: bool) {
+        let w = &conn.w;
+        let channels: Vec<String> = instruct
+            .channels
+            .iter()
+            .take(w.shared.config.grip.channels_max)
+            .map(|c| format!("{}{}", self.channel_prefix, c.name))
+            .collect();
+        let prev_ids: Vec<(String, String)> = instruct
+            .channels
+            .iter()
+            .filter_map(|c| {
+                let full = format!("{}{}", self.channel_prefix, c.name);
+                c.prev_id.clone().map(|p| (full, p))
+            })
+            .collect();
+        let pending = w
+            .conns
+            .borrow_mut()
+            .get_mut(conn.id)
+            .and_then(|s| s.recovery.take());
+        w.unsubscribe_all(conn.id);
+        w.subscribe(conn.id, &channels, Sink::Stream { chunked });
+        track_prev_ids(conn, &prev_ids);
+        // Keep the items that waited during the fetch for the replay.
+        if let Some(old) = pending
+            && let Some(slot) = w.conns.borrow_mut().get_mut(conn.id)
+        {
+            let rec: &mut Recovery = slot.recovery.get_or_insert_with(Box::default);
+            rec.fetching = true;
+            rec.pending = old.pending;
+        }
+    }
+}
+
+fn instructions(resp: &FullResponse, limits: &GripLimits) -> Result<Instruct, String> {
+    let mut instruct =
+        grip::from_headers(resp.header_pairs(), limits).map_err(|e| e.to_string())?;
+    let json = http1::header_value(&resp.headers, "content-type")
+        .is_some_and(grip::is_instruct_content_type);
+    if json {
+        let from_json = grip::from_json(&resp.body, limits).map_err(|e| e.to_string())?;
+        instruct.merge_json(from_json, limits);
+    }
+    Ok(instruct)
+}
