@@ -176,3 +176,67 @@ fn paging_without_a_hold_streams_each_page_then_ends() {
     }
     assert_eq!(all, "page 1\npage 2\npage 3\n");
 }
+
+/// A long-poll origin: the first request is held on `lp` (prev-id 5); a request carrying
+/// `Grip-Last` (or any later request) gets an immediate answer naming what it saw.
+fn long_poll_origin() -> Origin {
+    let calls = Arc::new(Mutex::new(0u32));
+    Origin::start(move |req| {
+        let mut n = calls.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            let headers = [
+                ("Content-Type", "text/plain"),
+                ("Grip-Hold", "response"),
+                ("Grip-Channel", "lp; prev-id=5"),
+            ];
+            return Reply::Send(response(200, "OK", &headers, b"timeout\n"));
+        }
+        let last = req.header("grip-last").unwrap_or("none").to_string();
+        Reply::Send(ok(format!("fresh, grip-last: {last}\n").as_bytes()))
+    })
+}
+
+#[test]
+fn a_long_poll_conflict_sends_the_request_again_with_grip_last() {
+    let origin = long_poll_origin();
+    let proxy = Proxy::to(&origin);
+    let mut client = proxy.client();
+    client.set_timeout(Duration::from_secs(10));
+    client.send(&request(
+        "POST",
+        "/poll",
+        &[("Host", "example.com")],
+        b"payload",
+    ));
+    origin.wait_for(1);
+    std::thread::sleep(Duration::from_millis(100));
+    // An item whose prev-id (7) does not follow the hold's (5): the origin is asked again.
+    let item = json!({"channel": "lp", "id": "8", "prev-id": "7",
+        "formats": {"http-response": {"body": "not this\n"}}});
+    proxy.publish(&items(vec![item]));
+    let resp = client.read_response();
+    assert_eq!(resp.text(), "fresh, grip-last: lp; last-id=5\n");
+    let again = &origin.wait_for(2)[1];
+    assert_eq!(again.method, "POST");
+    assert_eq!(
+        again.body, b"payload",
+        "the original request, body included"
+    );
+}
+
+#[test]
+fn a_long_poll_hint_sends_the_request_again() {
+    let origin = long_poll_origin();
+    let proxy = Proxy::to(&origin);
+    let mut client = proxy.client();
+    client.set_timeout(Duration::from_secs(10));
+    client.send(&request("GET", "/poll", &[("Host", "example.com")], b""));
+    origin.wait_for(1);
+    std::thread::sleep(Duration::from_millis(100));
+    let hint = json!({"channel": "lp", "formats": {"http-response": {"action": "hint"}}});
+    proxy.publish(&items(vec![hint]));
+    let resp = client.read_response();
+    assert!(resp.text().starts_with("fresh"), "{}", resp.text());
+    assert_eq!(origin.requests().len(), 2);
+}

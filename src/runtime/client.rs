@@ -88,7 +88,7 @@ pub async fn serve(w: Rc<Worker>, id: ConnId, stream: TcpStream, peer: SocketAdd
         peer,
         inbuf: None,
     };
-    serve_requests(conn).await;
+    serve_requests(conn, None).await;
 }
 
 /// What a connection does after its request loop stops.
@@ -101,8 +101,8 @@ enum Next {
 /// Serves requests until the connection closes or enters a long-lived mode. A long-lived mode
 /// (a hold, a WebSocket) runs in a task of its own, sized for that mode alone: this future is
 /// large (it can serve any request) and must not stay allocated for hours per idle connection.
-async fn serve_requests(mut conn: ClientConn) {
-    match conn.run().await {
+async fn serve_requests(mut conn: ClientConn, first: Option<Box<proxy::Retry>>) {
+    match conn.run(first).await {
         Next::Close => conn.finish(),
         Next::Hold(held, spec) => {
             monoio::spawn(held_task(conn, held, spec));
@@ -114,10 +114,13 @@ async fn serve_requests(mut conn: ClientConn) {
 }
 
 async fn held_task(mut conn: ClientConn, held: hold::HeldRequest, spec: Box<hold::HoldSpec>) {
-    let outcome = hold::run(&mut conn, held, spec).await;
+    let (outcome, retry) = match hold::run(&mut conn, held, spec).await {
+        hold::HoldEnd::Done(outcome) => (outcome, None),
+        hold::HoldEnd::Retry(r) => (Outcome::KeepAlive, Some(r)),
+    };
     if outcome == Outcome::KeepAlive && !conn.w.is_stopping() {
         // Back to serving requests, in a fresh task (the request path's future is the big one).
-        monoio::spawn(Box::pin(serve_requests(conn)));
+        monoio::spawn(Box::pin(serve_requests(conn, retry)));
     } else {
         conn.finish();
     }
@@ -150,8 +153,18 @@ impl ClientConn {
         self.w.unregister(self.id);
     }
 
-    async fn run(&mut self) -> Next {
+    async fn run(&mut self, mut first: Option<Box<proxy::Retry>>) -> Next {
         loop {
+            if let Some(retry) = first.take() {
+                match Box::pin(proxy::retry(self, retry)).await {
+                    proxy::Step::Done(Outcome::Close) => return Next::Close,
+                    proxy::Step::Done(Outcome::KeepAlive) => continue,
+                    proxy::Step::Hold(req, spec) => {
+                        return Next::Hold(hold::HeldRequest::from(&req), spec);
+                    }
+                    proxy::Step::WebSocket(session) => return Next::WebSocket(session),
+                }
+            }
             let head = match self.read_head().await {
                 Ok(head) => head,
                 Err(Ok(stop)) => {
@@ -435,6 +448,7 @@ mod tests {
                 gone_link: None,
                 prev_ids: vec![],
                 channel_prefix: String::new(),
+                original: None,
             });
             println!(
                 "size_of ClientConn = {} bytes",

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::client::{ClientConn, Outcome, Read, Wake};
 use super::conns::{Sink, ev};
+use super::proxy::Retry;
 use crate::hub::delivery::{Delivery, ResponsePayload};
 use url::Url;
 
@@ -57,11 +58,20 @@ pub struct HoldSpec {
     pub prev_ids: Vec<(String, String)>,
     /// The route's channel prefix (`Grip-Last` names channels as the origin does).
     pub channel_prefix: String,
+    /// Long-polls only: the request and its body, to send again on a hint or conflict.
+    pub original: Option<Box<(RequestHead, Vec<u8>)>>,
 }
 
-pub async fn run(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
-    match spec.mode {
-        Some(HoldMode::Response) => hold_response(conn, req, spec).await,
+/// How a hold ended.
+pub enum HoldEnd {
+    Done(Outcome),
+    /// Send the request to the origin again (long-poll `hint` or prev-id conflict).
+    Retry(Box<Retry>),
+}
+
+pub async fn run(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> HoldEnd {
+    let outcome = match spec.mode {
+        Some(HoldMode::Response) => return hold_response(conn, req, spec).await,
         Some(HoldMode::Stream) => super::stream_hold::hold_stream(conn, req, spec).await,
         // No hold but a next link: stream this answer, then page through the links.
         None if spec.next_link.is_some() => super::stream_hold::hold_stream(conn, req, spec).await,
@@ -69,7 +79,8 @@ pub async fn run(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -
             let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
             finish_with(conn, req, resp).await
         }
-    }
+    };
+    HoldEnd::Done(outcome)
 }
 
 /// A complete response: the hold's headers, `overrides` replacing same-named ones, the body with
@@ -115,10 +126,15 @@ async fn finish_with(conn: &mut ClientConn, req: HeldRequest, resp: Vec<u8>) -> 
 }
 
 /// Long-poll: wait for the first `http-response` publish or the timeout.
-async fn hold_response(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
+async fn hold_response(
+    conn: &mut ClientConn,
+    req: HeldRequest,
+    mut spec: Box<HoldSpec>,
+) -> HoldEnd {
     let w = conn.w.clone();
     let id = conn.id;
     w.subscribe(id, &spec.channels, Sink::Response);
+    super::stream_hold::track_prev_ids(conn, &spec.prev_ids);
     let deadline = w.now_ms() + u64::from(spec.timeout_secs) * 1000;
     let header_max = w.shared.config.http.header_bytes_max;
     loop {
@@ -148,18 +164,56 @@ async fn hold_response(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSp
                 .as_deref()
                 .and_then(|d| published_response(&spec, d, req))
             {
-                w.unsubscribe_all(id);
-                return finish_with(conn, req, resp).await;
+                end_hold(conn);
+                return HoldEnd::Done(finish_with(conn, req, resp).await);
             }
         }
+        if events & ev::UPDATE != 0
+            && let Some(original) = spec.original.take()
+        {
+            let grip_last = grip_last(conn, &spec.channel_prefix);
+            end_hold(conn);
+            let (head, body) = *original;
+            return HoldEnd::Retry(Box::new(Retry {
+                head,
+                body,
+                grip_last,
+            }));
+        }
         if w.now_ms() >= deadline {
-            w.unsubscribe_all(id);
+            end_hold(conn);
             let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
-            return finish_with(conn, req, resp).await;
+            return HoldEnd::Done(finish_with(conn, req, resp).await);
         }
     }
-    w.unsubscribe_all(id);
-    Outcome::Close
+    end_hold(conn);
+    if let Some(url) = spec.gone_link.take() {
+        super::next_link::spawn_gone(&w, url);
+    }
+    HoldEnd::Done(Outcome::Close)
+}
+
+/// Leaves the channels and drops the reliable-delivery state.
+fn end_hold(conn: &ClientConn) {
+    conn.w.unsubscribe_all(conn.id);
+    if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
+        slot.recovery = None;
+    }
+}
+
+/// `Grip-Last` values of the held channels (as the origin names them) with their last ids.
+fn grip_last(conn: &ClientConn, channel_prefix: &str) -> Vec<(String, String)> {
+    let conns = conn.w.conns.borrow();
+    let Some(rec) = conns.get(conn.id).and_then(|s| s.recovery.as_deref()) else {
+        return Vec::new();
+    };
+    rec.prev_ids
+        .iter()
+        .filter_map(|(c, id)| {
+            let name = c.strip_prefix(channel_prefix).unwrap_or(c);
+            id.as_ref().map(|id| (name.to_string(), id.to_string()))
+        })
+        .collect()
 }
 
 fn published_response(spec: &HoldSpec, d: &Delivery, req: HeldRequest) -> Option<Vec<u8>> {

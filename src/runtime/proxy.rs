@@ -61,8 +61,46 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Step {
             return Step::Done(Outcome::Close);
         }
     };
+    exchange(conn, head, route_index, body, &[]).await
+}
+
+/// A request sent to the origin again (a long-poll's `hint` or prev-id conflict, as Pushpin's
+/// retry): the original request plus `Grip-Last` for each channel's last id.
+pub struct Retry {
+    pub head: RequestHead,
+    pub body: Vec<u8>,
+    pub grip_last: Vec<(String, String)>,
+}
+
+/// Sends a held request to the origin again.
+pub async fn retry(conn: &mut ClientConn, r: Box<Retry>) -> Step {
+    let Retry {
+        head,
+        body,
+        grip_last,
+    } = *r;
+    let host = header_value(&head.headers, "host")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or("");
+    let Some(route_index) = conn.w.shared.routes.find(host, &head.target, false, false) else {
+        conn.send_error(&ClientError::new(502, "No route for this host and path"))
+            .await;
+        return Step::Done(Outcome::Close);
+    };
+    exchange(conn, head, route_index, body, &grip_last).await
+}
+
+/// Sends the request to the route's origin and relays or holds what comes back.
+async fn exchange(
+    conn: &mut ClientConn,
+    head: RequestHead,
+    route_index: usize,
+    body: Vec<u8>,
+    grip_last: &[(String, String)],
+) -> Step {
+    let w = conn.w.clone();
     let route = w.shared.routes.route(route_index);
-    let resp = match send_to_targets(conn, &head, route_index, &body).await {
+    let resp = match send_to_targets(conn, &head, route_index, &body, grip_last).await {
         Ok(resp) => resp,
         Err(e) => {
             tracing::warn!(peer = %conn.peer, path = head.target, "origin request failed: {e}");
@@ -75,7 +113,7 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Step {
         }
     };
     if !route.no_grip && carries_grip(&resp) {
-        return grip_response(conn, head, route, resp).await;
+        return grip_response(conn, head, body, route, resp).await;
     }
     Step::Done(relay(conn, &head, resp, !route.no_grip).await)
 }
@@ -86,6 +124,7 @@ async fn send_to_targets(
     head: &RequestHead,
     route_index: usize,
     body: &[u8],
+    grip_last: &[(String, String)],
 ) -> Result<OriginResponse, origin::OriginError> {
     let w = &conn.w;
     let route = w.shared.routes.route(route_index);
@@ -97,7 +136,8 @@ async fn send_to_targets(
             .as_deref()
             .or(target.host_header.as_deref())
             .map(str::as_bytes);
-        let request = origin_request(conn, head, route, route_index, host, body);
+        let mut request = origin_request(conn, head, route, route_index, host, body);
+        add_grip_last(&mut request, body.len(), grip_last);
         match origin::send(w, std::slice::from_ref(&addrs[t]), &head.method, request).await {
             Ok(resp) => return Ok(resp),
             Err(e @ origin::OriginError::Timeout(_)) => return Err(e),
@@ -110,6 +150,20 @@ async fn send_to_targets(
             0,
         )))),
     )
+}
+
+/// Inserts `Grip-Last` headers before the blank line that ends the request head.
+fn add_grip_last(request: &mut Vec<u8>, body_len: usize, grip_last: &[(String, String)]) {
+    if grip_last.is_empty() {
+        return;
+    }
+    let head_end = request.len() - body_len - 2;
+    let mut lines = Vec::new();
+    for (channel, last_id) in grip_last {
+        let value = format!("{channel}; last-id={last_id}");
+        http1::encode_header(&mut lines, "Grip-Last", value.as_bytes());
+    }
+    request.splice(head_end..head_end, lines);
 }
 
 /// True for headers the client sent that must not reach the origin as they are.
@@ -350,6 +404,7 @@ fn relay_head(resp: &OriginResponse, strip_grip: bool, chunked: bool, close: boo
 async fn grip_response(
     conn: &mut ClientConn,
     req: RequestHead,
+    request_body: Vec<u8>,
     route: &Route,
     mut resp: OriginResponse,
 ) -> Step {
@@ -391,7 +446,11 @@ async fn grip_response(
         }
     };
     let base = super::next_link::request_url(&req);
-    let spec = hold_spec(&conn.w.shared.config, route, &head, body, instruct, base);
+    let mut spec = hold_spec(&conn.w.shared.config, route, &head, body, instruct, base);
+    if spec.mode == Some(grip::HoldMode::Response) {
+        // A long-poll may have to send its request again (hint, prev-id conflict).
+        spec.original = Some(Box::new((req.clone(), request_body)));
+    }
     Step::Hold(req, Box::new(spec))
 }
 
@@ -495,5 +554,6 @@ fn hold_spec(
         gone_link,
         prev_ids,
         channel_prefix: route.prefix.clone(),
+        original: None,
     }
 }

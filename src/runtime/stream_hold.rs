@@ -140,7 +140,7 @@ fn links_of(conn: &ClientConn, spec: &HoldSpec) -> Option<Box<Links>> {
 }
 
 /// Starts tracking prev-ids for reliable delivery (nothing when no channel has one).
-fn track_prev_ids(conn: &ClientConn, prev_ids: &[(String, String)]) {
+pub fn track_prev_ids(conn: &ClientConn, prev_ids: &[(String, String)]) {
     let mut conns = conn.w.conns.borrow_mut();
     let Some(slot) = conns.get_mut(conn.id) else {
         return;
