@@ -20,6 +20,8 @@ use super::delivery::Delivery;
 pub enum WorkerMsg {
     /// A published item, encoded once, shared by every worker.
     Deliver(Arc<Delivery>),
+    /// `POST /recover`: forget last ids and make every reliable hold fetch from the origin.
+    Recover,
     /// Stop accepting, end held connections, exit.
     Shutdown,
 }

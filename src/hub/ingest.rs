@@ -64,6 +64,22 @@ impl Ingest {
     }
 }
 
+impl Ingest {
+    /// Asks every worker to recover (`POST /recover`), in order with the publishes.
+    pub async fn recover(&self) {
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket + 1);
+        while self.serving.get() != ticket {
+            monoio::time::sleep(FULL_INBOX_RETRY).await;
+        }
+        let _turn = Turn(&self.serving);
+        for inbox in &self.inboxes {
+            push_wait(inbox, WorkerMsg::Recover).await;
+            inbox.ring();
+        }
+    }
+}
+
 async fn push_wait(inbox: &Inbox, mut msg: WorkerMsg) {
     loop {
         match inbox.push(msg) {

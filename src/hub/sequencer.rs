@@ -2,9 +2,9 @@
 //!
 //! Owns three tables: the last id delivered on each channel, the items waiting for a missing
 //! predecessor, and the recently seen ids (for dropping duplicates). It does no I/O and reads no
-//! clock: the caller passes `now_ms` (any monotonic millisecond count) and calls [`Sequencer::expire`]
-//! by [`Sequencer::next_deadline`]. It knows nothing of subscribers or formats; the item is an
-//! opaque `T` handed back in delivery order.
+//! clock: the caller passes `now_ms` (any monotonic millisecond count) and calls
+//! [`Sequencer::expire`] by [`Sequencer::next_deadline`]. It knows nothing of subscribers or
+//! formats; the item is an opaque `T` handed back in delivery order.
 //!
 //! Reproduced from Pushpin (`src/handler/sequencer.cpp`, `publishlastids.cpp`,
 //! `handlerengine.cpp`):
@@ -32,8 +32,8 @@
 //! retry is not mistaken for a duplicate; `wait_ms == 0` releases out-of-order items at once; the
 //! id cache has a size limit (`id_cache_max`, oldest forgotten first) and the number of channels
 //! with waiting items is bounded by `channels_max` (over it, an out-of-order item is released at
-//! once as `AfterGap` rather than kept). Every drop and forced release is counted in
-//! [`SequencerStats`].
+//! once as `AfterGap` rather than kept). Default limits differ: 1 000 pending items per channel
+//! and 100 000 channels. Every drop and forced release is counted in [`SequencerStats`].
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 

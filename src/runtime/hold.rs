@@ -220,12 +220,46 @@ fn published_response(spec: &HoldSpec, d: &Delivery, req: HeldRequest) -> Option
     let Some(ResponsePayload::Send(r)) = &d.response else {
         return None;
     };
-    if r.body_patch.is_some() && r.body.is_empty() {
-        tracing::debug!("http-response body-patch is not supported yet: sending an empty body");
-    }
+    let patched = r
+        .body_patch
+        .as_ref()
+        .map(|p| apply_body_patch(&spec.body, p));
+    let body = patched.as_deref().unwrap_or(&r.body);
     Some(full_response(
-        spec, r.code, &r.reason, &r.headers, &r.body, req,
+        spec, r.code, &r.reason, &r.headers, body, req,
     ))
+}
+
+/// `body-patch`: a JSON Patch applied to the hold's original body (Pushpin's applyBodyPatch):
+/// the result is compact JSON keeping the original's trailing newline; an original that is not
+/// a JSON object or array, or a patch that fails, gives an empty body.
+pub fn apply_body_patch(original: &[u8], patch: &serde_json::Value) -> Vec<u8> {
+    let doc: Result<serde_json::Value, _> = serde_json::from_slice(original);
+    let mut doc = match doc {
+        Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => v,
+        _ => {
+            tracing::debug!("body-patch: the original body is not a JSON object or array");
+            return Vec::new();
+        }
+    };
+    let patch: json_patch::Patch = match serde_json::from_value(patch.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!("body-patch: invalid patch: {e}");
+            return Vec::new();
+        }
+    };
+    if let Err(e) = json_patch::patch(&mut doc, &patch) {
+        tracing::debug!("body-patch: {e}");
+        return Vec::new();
+    }
+    let mut out = serde_json::to_vec(&doc).unwrap_or_default();
+    if original.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    } else if original.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out
 }
 
 /// The head of a streamed response: chunked for HTTP/1.1 clients, close-delimited otherwise.
@@ -271,4 +305,31 @@ pub fn future_sizes(conn: &mut ClientConn, spec: Box<HoldSpec>) -> (usize, usize
     let stream = std::mem::size_of_val(&super::stream_hold::hold_stream(conn, r, spec.clone()));
     let response = std::mem::size_of_val(&hold_response(conn, r, spec));
     (stream, response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn body_patch_applies_and_keeps_the_newline() {
+        let original = b"{\"count\":1,\"items\":[\"a\"]}\n";
+        let patch = json!([
+            {"op": "replace", "path": "/count", "value": 2},
+            {"op": "add", "path": "/items/-", "value": "b"}
+        ]);
+        assert_eq!(
+            apply_body_patch(original, &patch),
+            b"{\"count\":2,\"items\":[\"a\",\"b\"]}\n"
+        );
+    }
+
+    #[test]
+    fn body_patch_failures_give_an_empty_body() {
+        let patch = json!([{"op": "remove", "path": "/nope"}]);
+        assert!(apply_body_patch(b"{}", &patch).is_empty());
+        assert!(apply_body_patch(b"not json", &json!([])).is_empty());
+        assert!(apply_body_patch(b"42", &json!([])).is_empty());
+    }
 }

@@ -213,6 +213,21 @@ async fn route(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
             }
             publish(api, head, body).await
         }
+        "/recover" | "/recover/" => {
+            if head.method != "POST" {
+                let mut r = Reply::error(405, "Method not allowed.");
+                r.extra.push(("Allow", "POST"));
+                return r;
+            }
+            if let Err(e) = api
+                .auth
+                .check(http1::header_value(&head.headers, "authorization"))
+            {
+                return Reply::error(401, &e.to_string());
+            }
+            api.ingest.recover().await;
+            Reply::text(200, "Updated\n")
+        }
         "/" if head.method == "GET" || head.method == "HEAD" => {
             Reply::text(200, "holdfast publish API: POST /publish/\n")
         }

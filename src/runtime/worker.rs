@@ -247,9 +247,20 @@ impl Worker {
         last.insert(channel.into(), id.into());
     }
 
-    /// Forgets every last id (`POST /recover`).
-    pub fn clear_last_ids(&self) {
+    /// `POST /recover`: forgets every last id, and every hold that tracks prev-ids fetches
+    /// from the origin (as Pushpin's recover command).
+    pub fn recover_all(&self) {
         self.last_ids.borrow_mut().clear();
+        let mut conns = self.conns.borrow_mut();
+        for id in conns.ids() {
+            if let Some(slot) = conns.get_mut(id)
+                && let Some(rec) = slot.recovery.as_deref_mut()
+                && !rec.fetching
+            {
+                rec.fetching = true;
+                slot.notify(ev::UPDATE);
+            }
+        }
     }
 
     /// Asks the timer wheel to wake `id` at `at_ms` (no-op if an earlier wake is scheduled).
@@ -424,6 +435,7 @@ async fn inbox_loop(w: Rc<Worker>) {
         while let Some(msg) = inbox.pop() {
             match msg {
                 WorkerMsg::Deliver(d) => super::fanout::deliver(&w, &d),
+                WorkerMsg::Recover => w.recover_all(),
                 WorkerMsg::Shutdown => w.begin_shutdown(),
             }
             handled += 1;
