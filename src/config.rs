@@ -250,6 +250,11 @@ pub struct PublishConfig {
     pub jwt_key: Option<String>,
     /// Required `iss` claim of Bearer tokens, if set.
     pub jwt_iss: Option<String>,
+    /// How long an item whose `prev-id` is ahead of the channel's last id waits for the missing
+    /// one before it is delivered anyway (Pushpin's message_wait).
+    pub message_wait_ms: u64,
+    /// How long published ids are remembered to drop duplicates (Pushpin's id_cache_ttl).
+    pub id_cache_ttl_ms: u64,
 }
 
 impl Default for PublishConfig {
@@ -263,6 +268,8 @@ impl Default for PublishConfig {
             basic_auth: None,
             jwt_key: None,
             jwt_iss: None,
+            message_wait_ms: 5_000,
+            id_cache_ttl_ms: 60_000,
         }
     }
 }

@@ -240,3 +240,38 @@ fn a_long_poll_hint_sends_the_request_again() {
     assert!(resp.text().starts_with("fresh"), "{}", resp.text());
     assert_eq!(origin.requests().len(), 2);
 }
+
+fn seq_item(id: u32, prev: Option<u32>) -> serde_json::Value {
+    let mut item = json!({"channel": "s", "id": id.to_string(),
+        "formats": {"http-stream": {"content": format!("{id}\n")}}});
+    if let Some(p) = prev {
+        item["prev-id"] = json!(p.to_string());
+    }
+    item
+}
+
+#[test]
+fn publishes_are_sequenced_by_prev_id_and_deduplicated() {
+    let origin = Origin::fixed(stream_hold("s", b"start\n"));
+    let proxy = Proxy::with(&origin, |c| c.publish.message_wait_ms = 300);
+    let mut client = proxy.subscribe("/", b"start\n");
+    client.set_timeout(Duration::from_secs(5));
+    proxy.publish(&items(vec![seq_item(1, None)]));
+    // 3 arrives before 2: it waits for 2, then both go in order.
+    proxy.publish(&items(vec![seq_item(3, Some(2))]));
+    proxy.publish(&items(vec![seq_item(2, Some(1))]));
+    // A duplicate of 2 is dropped.
+    proxy.publish(&items(vec![seq_item(2, Some(1))]));
+    // 5 follows a 4 that never comes: it goes after the wait (300 ms here).
+    proxy.publish(&items(vec![seq_item(5, Some(4))]));
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let chunk = client.read_chunk().expect("a chunk");
+        got.extend(String::from_utf8_lossy(&chunk).lines().map(String::from));
+    }
+    assert_eq!(got, ["1", "2", "3", "5"]);
+    assert!(
+        !client.has_data_within(Duration::from_millis(500)),
+        "nothing more (the duplicate was dropped)"
+    );
+}

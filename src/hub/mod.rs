@@ -7,6 +7,7 @@ pub mod channels;
 pub mod delivery;
 pub mod inbox;
 pub mod ingest;
+pub mod sequencer;
 
 /// A connection handle: slab key plus generation, so a reused slot is never mistaken for the
 /// connection that had it before.

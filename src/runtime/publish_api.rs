@@ -16,6 +16,7 @@ use super::server::build_runtime;
 use crate::auth::{AuthError, PublishAuth};
 use crate::hub::inbox::Inbox;
 use crate::hub::ingest::Ingest;
+use crate::hub::sequencer::SequencerConfig;
 use crate::proto::http1::{self, BodyDecoder, BodyKind, HeadLimits, Parsed, RequestHead};
 use crate::proto::publish::{self, PublishLimits};
 
@@ -63,11 +64,19 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, stop: Arc<I
             return;
         }
     };
+    let p = &shared.config.publish;
+    let sequencing = SequencerConfig {
+        wait_ms: p.message_wait_ms,
+        id_cache_ttl_ms: p.id_cache_ttl_ms,
+        ..SequencerConfig::default()
+    };
     let api = Rc::new(Api {
-        ingest: Ingest::new(shared.inboxes.clone()),
+        ingest: Ingest::new(shared.inboxes.clone(), sequencing),
         shared,
         auth,
     });
+    let expiring = api.clone();
+    monoio::spawn(async move { expiring.ingest.expire_loop().await });
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
