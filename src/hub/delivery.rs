@@ -65,6 +65,8 @@ pub struct Delivery {
     pub stream: Option<StreamPayload>,
     pub response: Option<ResponsePayload>,
     pub ws: Option<WsPayload>,
+    /// Publish meta (e.g. `sender`), read by subscription filters.
+    pub meta: Vec<(String, String)>,
 }
 
 impl Delivery {
@@ -78,7 +80,28 @@ impl Delivery {
             stream: item.http_stream.map(encode_stream),
             response: item.http_response.map(encode_response),
             ws: item.ws_message.map(encode_ws),
+            meta: item.meta,
         }
+    }
+
+    /// The long-poll answer with another body (a filter changed the content for one subscriber).
+    pub fn with_response_body(&self, body: Vec<u8>) -> Option<Delivery> {
+        let Some(ResponsePayload::Send(r)) = &self.response else {
+            return None;
+        };
+        let mut r = r.clone();
+        r.body = Bytes::from(body);
+        r.body_patch = None;
+        Some(Delivery {
+            channel: self.channel.clone(),
+            id: self.id.clone(),
+            prev_id: self.prev_id.clone(),
+            seq: self.seq,
+            stream: None,
+            response: Some(ResponsePayload::Send(r)),
+            ws: None,
+            meta: Vec::new(),
+        })
     }
 
     /// Bytes this item adds to a streaming subscriber's queue, for accounting.

@@ -448,6 +448,8 @@ mod tests {
                 gone_link: None,
                 prev_ids: vec![],
                 channel_prefix: String::new(),
+                filters: vec![],
+                meta: vec![],
                 original: None,
             });
             println!(

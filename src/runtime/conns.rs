@@ -15,6 +15,7 @@ use slab::Slab;
 use super::outbox::Outbox;
 use crate::hub::ConnId;
 use crate::hub::delivery::Delivery;
+use crate::proto::filter::Filter;
 
 /// Events the worker posts to a connection's task (bit flags).
 pub mod ev {
@@ -36,6 +37,24 @@ pub mod ev {
     pub const REFRESH: u16 = 128;
     /// Fetch from the origin again (a `hint`, a prev-id conflict, `POST /recover`).
     pub const UPDATE: u16 = 256;
+}
+
+/// Subscription filters and meta of a subscriber that uses them (most do not).
+#[derive(Debug, Default)]
+pub struct SubscriberFilters {
+    /// Full channel name → the filters named on that subscription.
+    pub by_channel: Vec<(Rc<str>, Vec<Filter>)>,
+    /// Subscription meta (`Grip-Set-Meta`, WebSocket `set-meta`), e.g. `user`.
+    pub meta: Vec<(String, String)>,
+}
+
+impl SubscriberFilters {
+    pub fn for_channel(&self, channel: &str) -> &[Filter] {
+        self.by_channel
+            .iter()
+            .find(|(c, _)| &**c == channel)
+            .map_or(&[][..], |(_, f)| f)
+    }
 }
 
 /// Reliable-delivery state of a held connection whose channels carry `prev-id`s.
@@ -93,6 +112,8 @@ pub struct ConnSlot {
     pub last_write_ms: u64,
     /// Only for holds that use prev-id (reliable delivery); None otherwise.
     pub recovery: Option<Box<Recovery>>,
+    /// Only for subscribers with filters or meta; None otherwise.
+    pub filters: Option<Box<SubscriberFilters>>,
 }
 
 impl ConnSlot {
@@ -111,6 +132,7 @@ impl ConnSlot {
             timer_at_ms: 0,
             last_write_ms: 0,
             recovery: None,
+            filters: None,
         }
     }
 

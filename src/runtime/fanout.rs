@@ -14,7 +14,9 @@ use super::conns::{ConnSlot, Sink, ev};
 use super::worker::{Queued, Worker};
 use crate::hub::ConnId;
 use crate::hub::delivery::{Delivery, ResponsePayload, StreamPayload, WsPayload};
+use crate::proto::filter::{self, Decision};
 use crate::proto::http1::LAST_CHUNK;
+use crate::proto::ws;
 
 /// Items a subscriber keeps while a fetch from the origin is under way; past it they are dropped
 /// and another fetch follows (the origin is the source of truth for what was missed).
@@ -121,6 +123,12 @@ pub fn deliver_one(
             return false;
         }
     }
+    // Filters run after sequencing, as Pushpin's (build-id sees the advanced prev-id).
+    match apply_filters(slot, d) {
+        Filtered::Deliver => {}
+        Filtered::Skip => return false,
+        Filtered::Replace(content) => return deliver_replaced(w, slot, id, d, content, finished),
+    }
     match slot.sink {
         Sink::Stream { chunked } => deliver_stream(w, slot, id, d, chunked, finished),
         Sink::Response => match &d.response {
@@ -138,6 +146,104 @@ pub fn deliver_one(
         },
         Sink::WebSocket => deliver_ws(w, slot, id, d, finished),
         Sink::None => false,
+    }
+}
+
+/// What a subscriber's filters make of an item.
+enum Filtered {
+    Deliver,
+    Skip,
+    /// Deliver this content instead (for this subscriber only).
+    Replace(Vec<u8>),
+}
+
+/// The published payload of a WebSocket frame (the frame minus its header).
+fn ws_payload(frame: &[u8]) -> &[u8] {
+    match ws::decode_header(frame) {
+        Ok(Some((_, header_len))) => &frame[header_len..],
+        _ => &[],
+    }
+}
+
+fn apply_filters(slot: &ConnSlot, d: &Delivery) -> Filtered {
+    let Some(f) = slot.filters.as_deref() else {
+        return Filtered::Deliver;
+    };
+    let filters = f.for_channel(&d.channel);
+    if filters.is_empty() {
+        return Filtered::Deliver;
+    }
+    let content: &[u8] = match (slot.sink, &d.stream, &d.response, &d.ws) {
+        (Sink::Stream { .. }, Some(StreamPayload::Send { raw, .. }), _, _) => raw,
+        (Sink::Response, _, Some(ResponsePayload::Send(r)), _) => &r.body,
+        (Sink::WebSocket, _, _, Some(WsPayload::Send(frame))) => ws_payload(frame),
+        _ => return Filtered::Deliver,
+    };
+    let subs = &slot.subs;
+    let is_subscribed = |c: &str| subs.iter().any(|s| &**s == c);
+    let rec = slot.recovery.as_deref();
+    let prev_id = |c: &str| {
+        rec.and_then(|r| r.prev_ids.iter().find(|(n, _)| &**n == c))
+            .and_then(|(_, id)| id.as_deref())
+    };
+    let ctx = filter::Context {
+        subscription_meta: &f.meta,
+        publish_meta: &d.meta,
+        is_subscribed: &is_subscribed,
+        prev_id: &prev_id,
+    };
+    match filter::apply(filters, &ctx, content) {
+        Decision::Deliver => Filtered::Deliver,
+        Decision::Skip => Filtered::Skip,
+        Decision::Replace(content) => Filtered::Replace(content),
+        Decision::Error(e) => {
+            tracing::debug!("filter error, item not delivered to this subscriber: {e}");
+            Filtered::Skip
+        }
+    }
+}
+
+/// Delivers content a filter rewrote for this subscriber, framed for its kind.
+fn deliver_replaced(
+    w: &Worker,
+    slot: &mut ConnSlot,
+    id: ConnId,
+    d: &Arc<Delivery>,
+    content: Vec<u8>,
+    finished: &mut Vec<ConnId>,
+) -> bool {
+    let bytes = match slot.sink {
+        Sink::Stream { chunked } => super::hold::frame(&content, chunked),
+        Sink::WebSocket => {
+            let opcode = match &d.ws {
+                Some(WsPayload::Send(frame)) => ws::decode_header(frame)
+                    .ok()
+                    .flatten()
+                    .map_or(ws::Opcode::Text, |(h, _)| h.opcode),
+                _ => ws::Opcode::Text,
+            };
+            let mut frame = Vec::with_capacity(content.len() + ws::HEADER_BYTES_MAX);
+            ws::encode_frame(&mut frame, true, opcode, &content, None);
+            Bytes::from(frame)
+        }
+        Sink::Response => {
+            let Some(changed) = d.with_response_body(content) else {
+                return false;
+            };
+            slot.response = Some(Arc::new(changed));
+            slot.notify(ev::RESPONSE);
+            finished.push(id);
+            return true;
+        }
+        Sink::None => return false,
+    };
+    match w.queue(slot, id, bytes) {
+        Queued::Yes => true,
+        Queued::Dropped => false,
+        Queued::Cut => {
+            finished.push(id);
+            false
+        }
     }
 }
 

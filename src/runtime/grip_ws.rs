@@ -109,7 +109,10 @@ impl GripWs {
                 w.unsubscribe(conn.id, &format!("{}{channel}", self.channel_prefix));
             }
             Control::Detach => self.detached = true,
-            Control::SetMeta { name, value } => self.set_meta(name, value),
+            Control::SetMeta { name, value } => {
+                self.set_meta(name, value);
+                w.set_subscription_meta(conn.id, &self.meta);
+            }
             Control::KeepAlive {
                 content,
                 message_type,

@@ -12,6 +12,7 @@ use super::proxy::Retry;
 use crate::hub::delivery::{Delivery, ResponsePayload};
 use url::Url;
 
+use crate::proto::filter::Filter;
 use crate::proto::grip::{HoldMode, KeepAlive};
 use crate::proto::http1::{self, RequestHead, Version};
 
@@ -58,6 +59,10 @@ pub struct HoldSpec {
     pub prev_ids: Vec<(String, String)>,
     /// The route's channel prefix (`Grip-Last` names channels as the origin does).
     pub channel_prefix: String,
+    /// Filters named on each channel (full name), for the channels that have any.
+    pub filters: Vec<(String, Vec<Filter>)>,
+    /// Subscription meta (`Grip-Set-Meta`), read by filters.
+    pub meta: Vec<(String, String)>,
     /// Long-polls only: the request and its body, to send again on a hint or conflict.
     pub original: Option<Box<(RequestHead, Vec<u8>)>>,
 }
@@ -134,6 +139,7 @@ async fn hold_response(
     let w = conn.w.clone();
     let id = conn.id;
     w.subscribe(id, &spec.channels, Sink::Response);
+    w.set_filters(id, &spec.filters, &spec.meta);
     super::stream_hold::track_prev_ids(conn, &spec.prev_ids);
     let deadline = w.now_ms() + u64::from(spec.timeout_secs) * 1000;
     let header_max = w.shared.config.http.header_bytes_max;
@@ -198,6 +204,7 @@ fn end_hold(conn: &ClientConn) {
     conn.w.unsubscribe_all(conn.id);
     if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
         slot.recovery = None;
+        slot.filters = None;
     }
 }
 

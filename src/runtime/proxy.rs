@@ -13,7 +13,7 @@ use crate::proto::http1::{
 use crate::routes::Route;
 
 /// What holdfast tells the origin it supports (Grip-Feature).
-pub const GRIP_FEATURES: &str = "status";
+pub const GRIP_FEATURES: &str = "status, link:next, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst";
 
 /// What follows a request's exchange with the origin.
 pub enum Step {
@@ -485,6 +485,7 @@ fn hold_spec(
     instruct: Instruct,
     base_url: Option<url::Url>,
 ) -> HoldSpec {
+    let filters = super::stream_hold::channel_filters(&route.prefix, &instruct);
     let (mut code, mut reason, headers, body) = match instruct.response {
         Some(r) => {
             let code = r.code.unwrap_or(200);
@@ -554,6 +555,8 @@ fn hold_spec(
         gone_link,
         prev_ids,
         channel_prefix: route.prefix.clone(),
+        filters,
+        meta: instruct.meta,
         original: None,
     }
 }

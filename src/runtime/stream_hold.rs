@@ -17,6 +17,7 @@ use super::fanout;
 use super::hold::{HeldRequest, HoldSpec, frame, queue_own, stream_head};
 use super::next_link::{self, FetchError, InFlight};
 use crate::origin::client::FullResponse;
+use crate::proto::filter::Filter;
 use crate::proto::grip::{self, GripLimits, HoldMode, Instruct, KeepAlive, KeepAliveMode};
 use crate::proto::http1::{self, LAST_CHUNK};
 
@@ -91,6 +92,7 @@ pub async fn hold_stream(conn: &mut ClientConn, req: HeldRequest, spec: Box<Hold
         slot.outbox.push(Bytes::from(first));
     }
     w.subscribe(id, &spec.channels, Sink::Stream { chunked });
+    w.set_filters(id, &spec.filters, &spec.meta);
     track_prev_ids(conn, &spec.prev_ids);
     let keep_alive = spec
         .keep_alive
@@ -112,6 +114,7 @@ pub async fn hold_stream(conn: &mut ClientConn, req: HeldRequest, spec: Box<Hold
     w.unsubscribe_all(id);
     if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
         slot.recovery = None;
+        slot.filters = None;
     }
     outcome
 }
@@ -479,8 +482,16 @@ impl Links {
             .borrow_mut()
             .get_mut(conn.id)
             .and_then(|s| s.recovery.take());
+        let meta = w
+            .conns
+            .borrow()
+            .get(conn.id)
+            .and_then(|s| s.filters.as_ref().map(|f| f.meta.clone()))
+            .unwrap_or_default();
         w.unsubscribe_all(conn.id);
         w.subscribe(conn.id, &channels, Sink::Stream { chunked });
+        let filters = channel_filters(&self.channel_prefix, instruct);
+        w.set_filters(conn.id, &filters, &meta);
         track_prev_ids(conn, &prev_ids);
         // Keep the items that waited during the fetch for the replay.
         if let Some(old) = pending
@@ -491,6 +502,30 @@ impl Links {
             rec.pending = old.pending;
         }
     }
+}
+
+/// The filters named on each channel of an instruction (full names; unknown names skipped).
+pub fn channel_filters(prefix: &str, instruct: &Instruct) -> Vec<(String, Vec<Filter>)> {
+    instruct
+        .channels
+        .iter()
+        .filter(|c| !c.filters.is_empty())
+        .map(|c| (format!("{prefix}{}", c.name), parse_filters(&c.filters)))
+        .collect()
+}
+
+/// Filter names to filters; names holdfast does not know are logged and skipped.
+pub fn parse_filters(names: &[String]) -> Vec<Filter> {
+    names
+        .iter()
+        .filter_map(|n| {
+            let f = Filter::parse(n);
+            if f.is_none() {
+                tracing::info!("unknown filter {n:?} ignored");
+            }
+            f
+        })
+        .collect()
 }
 
 fn instructions(resp: &FullResponse, limits: &GripLimits) -> Result<Instruct, String> {

@@ -19,7 +19,7 @@ use monoio::net::{TcpListener, TcpStream};
 use super::Shared;
 use super::bufpool::BufPool;
 use super::client;
-use super::conns::{ConnSlot, ConnTable, Sink, ev};
+use super::conns::{ConnSlot, ConnTable, Sink, SubscriberFilters, ev};
 use super::outbox::Flush;
 use super::timer::TimerWheel;
 use crate::config::SlowConsumerPolicy;
@@ -28,6 +28,7 @@ use crate::hub::channels::ChannelTable;
 use crate::hub::inbox::WorkerMsg;
 use crate::origin::pool::OriginPool;
 use crate::origin::sign::Signers;
+use crate::proto::filter::Filter;
 use crate::proto::ws;
 
 /// Messages handled per inbox drain before the worker flushes and lets other tasks run.
@@ -203,6 +204,69 @@ impl Worker {
         if let Some(pos) = slot.subs.iter().position(|c| &**c == channel) {
             slot.subs.swap_remove(pos);
             self.channels.borrow_mut().unsubscribe(channel, id);
+        }
+    }
+
+    /// Records a subscriber's filters (per full channel name) and meta; a subscriber with neither
+    /// keeps no filter state at all.
+    pub fn set_filters(
+        &self,
+        id: ConnId,
+        by_channel: &[(String, Vec<Filter>)],
+        meta: &[(String, String)],
+    ) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(id) else {
+            return;
+        };
+        if meta.is_empty() && by_channel.iter().all(|(_, f)| f.is_empty()) {
+            slot.filters = None;
+            return;
+        }
+        let by_channel = by_channel
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .filter_map(|(name, f)| {
+                let key = slot.subs.iter().find(|c| &***c == name.as_str())?;
+                Some((key.clone(), f.clone()))
+            })
+            .collect();
+        slot.filters = Some(Box::new(SubscriberFilters {
+            by_channel,
+            meta: meta.to_vec(),
+        }));
+    }
+
+    /// Adds the filters of one (already subscribed) channel, keeping the rest.
+    pub fn add_channel_filters(
+        &self,
+        id: ConnId,
+        channel: &str,
+        filters: Vec<Filter>,
+        meta: &[(String, String)],
+    ) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(id) else {
+            return;
+        };
+        let Some(key) = slot.subs.iter().find(|c| &***c == channel).cloned() else {
+            return;
+        };
+        let f = slot.filters.get_or_insert_with(Box::default);
+        f.by_channel.retain(|(c, _)| *c != key);
+        f.by_channel.push((key, filters));
+        f.meta = meta.to_vec();
+    }
+
+    /// Updates the subscription meta filters read (when the subscriber has filter state).
+    pub fn set_subscription_meta(&self, id: ConnId, meta: &[(String, String)]) {
+        if let Some(f) = self
+            .conns
+            .borrow_mut()
+            .get_mut(id)
+            .and_then(|s| s.filters.as_deref_mut())
+        {
+            f.meta = meta.to_vec();
         }
     }
 

@@ -1,0 +1,80 @@
+//! GRIP filters and meta end to end: `Grip-Set-Meta` on a hold, `filter=` on `Grip-Channel`,
+//! publish `meta`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn hold_with(channel_header: &str, meta: &str) -> Vec<u8> {
+    let headers = [
+        ("Content-Type", "text/plain"),
+        ("Grip-Hold", "stream"),
+        ("Grip-Channel", channel_header),
+        ("Grip-Set-Meta", meta),
+    ];
+    response(200, "OK", &headers, b"start\n")
+}
+
+fn say(content: &str, meta: serde_json::Value) -> serde_json::Value {
+    json!({"channel": "room", "meta": meta,
+        "formats": {"http-stream": {"content": content}}})
+}
+
+#[test]
+fn skip_self_skips_the_sender_only() {
+    let origin = Origin::fixed(hold_with("room; filter=skip-self", "user=alice"));
+    let proxy = Proxy::to(&origin);
+    let mut alice = proxy.subscribe("/", b"start\n");
+    alice.set_timeout(Duration::from_secs(5));
+    proxy.publish(&items(vec![say(
+        "from alice\n",
+        json!({"sender": "alice"}),
+    )]));
+    proxy.publish(&items(vec![say("from bob\n", json!({"sender": "bob"}))]));
+    assert_eq!(
+        alice.next_text(),
+        "from bob\n",
+        "her own message was skipped"
+    );
+}
+
+#[test]
+fn skip_users_and_var_subst() {
+    let origin = Origin::fixed(hold_with(
+        "room; filter=skip-users; filter=var-subst",
+        "user=carol",
+    ));
+    let proxy = Proxy::to(&origin);
+    let mut carol = proxy.subscribe("/", b"start\n");
+    carol.set_timeout(Duration::from_secs(5));
+    proxy.publish(&items(vec![say(
+        "not for carol\n",
+        json!({"skip_users": "dave, carol"}),
+    )]));
+    proxy.publish(&items(vec![say("hello %(user)s\n", json!({}))]));
+    assert_eq!(carol.next_text(), "hello carol\n");
+}
+
+#[test]
+fn the_proxy_announces_its_grip_features() {
+    let origin = Origin::fixed(ok(b"hi\n"));
+    let proxy = Proxy::with(&origin, |c| c.grip.sig_key = Some("k".into()));
+    let resp = proxy.client().get("/");
+    assert_eq!(resp.status, 200);
+    let features = origin
+        .first_request()
+        .header("grip-feature")
+        .unwrap_or("")
+        .to_string();
+    for f in [
+        "status",
+        "link:next",
+        "filter:skip-self",
+        "filter:var-subst",
+    ] {
+        assert!(features.contains(f), "{f} missing from {features}");
+    }
+}
