@@ -14,7 +14,7 @@ use super::listener;
 use super::publish_api;
 use super::worker::Worker;
 use crate::auth::PublishAuth;
-use crate::config::{Config, ConfigError, DriverChoice, decode_key};
+use crate::config::{Config, ConfigError, DriverChoice};
 use crate::hub::inbox::{Inbox, WorkerMsg};
 use crate::origin::targets::{ResolveError, RoutePlan};
 use crate::routes::{RouteTable, RoutesError};
@@ -93,7 +93,7 @@ fn choose_driver(choice: DriverChoice) -> Result<bool, StartError> {
 pub fn check(config: &Config) -> Result<RoutePlan, StartError> {
     config.validate()?;
     if let Some(key) = &config.grip.sig_key {
-        decode_key(key)?;
+        crate::origin::sign::SigningKey::parse(key)?;
     }
     PublishAuth::from_config(&config.publish)?;
     let table = RouteTable::parse(&config.routes_text()?)?;
