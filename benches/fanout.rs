@@ -24,6 +24,8 @@ fn worker() -> Worker {
         config,
         routes: RoutePlan::resolve(RouteTable::default()).expect("empty routes"),
         inboxes: vec![Arc::new(Inbox::new(1))],
+        metrics: vec![Arc::default()],
+        publish_metrics: Arc::default(),
     });
     Worker::new(0, shared)
 }

@@ -67,6 +67,8 @@ pub struct Delivery {
     pub ws: Option<WsPayload>,
     /// Publish meta (e.g. `sender`), read by subscription filters.
     pub meta: Vec<(String, String)>,
+    /// When the publish listener accepted the item (for the publish → write latency metric).
+    pub published_at: std::time::Instant,
 }
 
 impl Delivery {
@@ -81,6 +83,7 @@ impl Delivery {
             response: item.http_response.map(encode_response),
             ws: item.ws_message.map(encode_ws),
             meta: item.meta,
+            published_at: std::time::Instant::now(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Delivery {
             response: Some(ResponsePayload::Send(r)),
             ws: None,
             meta: Vec::new(),
+            published_at: self.published_at,
         })
     }
 

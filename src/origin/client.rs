@@ -13,6 +13,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use crate::metrics::WorkerMetrics;
 use crate::proto::http1::{self, BodyDecoder, HeadLimits, Http1Error, Parsed, ResponseHead};
 use crate::runtime::worker::Worker;
 
@@ -114,6 +115,20 @@ pub struct OriginResponse {
 
 /// Sends `request` (a complete HTTP/1.1 request) to the first target that answers.
 pub async fn send(
+    w: &Worker,
+    targets: &[Vec<SocketAddr>],
+    method: &str,
+    request: Vec<u8>,
+) -> Result<OriginResponse, OriginError> {
+    WorkerMetrics::inc(&w.metrics.origin_requests);
+    let result = send_to_any(w, targets, method, request).await;
+    if result.is_err() {
+        WorkerMetrics::inc(&w.metrics.origin_errors);
+    }
+    result
+}
+
+async fn send_to_any(
     w: &Worker,
     targets: &[Vec<SocketAddr>],
     method: &str,

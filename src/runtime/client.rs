@@ -133,7 +133,7 @@ async fn websocket_task(mut conn: ClientConn, session: super::websocket::WsSessi
 
 /// Answers 503 to a connection over the worker's limit and closes it.
 pub async fn reject_over_limit(w: Rc<Worker>, mut stream: TcpStream) {
-    w.stats.rejected.set(w.stats.rejected.get() + 1);
+    crate::metrics::WorkerMetrics::inc(&w.metrics.rejected);
     tracing::warn!(
         worker = w.index,
         "connection limit reached: refusing a connection with 503"
@@ -405,6 +405,8 @@ mod tests {
             config: Config::default(),
             routes: RoutePlan::resolve(RouteTable::parse("").unwrap()).unwrap(),
             inboxes: vec![Arc::new(Inbox::new(1))],
+            metrics: vec![Arc::default()],
+            publish_metrics: Arc::default(),
         });
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .build()

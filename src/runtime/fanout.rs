@@ -53,7 +53,7 @@ pub fn deliver(w: &Worker, d: &Arc<Delivery>) {
                 delivered += 1;
             }
         }
-        w.stats.delivered.set(w.stats.delivered.get() + delivered);
+        crate::metrics::WorkerMetrics::add(&w.metrics.delivered, delivered);
     }
     // A long-poll takes one answer and a closed stream takes nothing more: leave their channels
     // now so later items in this same batch skip them.

@@ -38,6 +38,9 @@ pub struct Shared {
     pub routes: RoutePlan,
     /// One inbox per worker, in worker order.
     pub inboxes: Vec<Arc<Inbox>>,
+    /// One metrics block per worker (written only by that worker), in worker order.
+    pub metrics: Vec<Arc<crate::metrics::WorkerMetrics>>,
+    pub publish_metrics: Arc<crate::metrics::PublishMetrics>,
 }
 
 /// Lets other tasks on this worker run before continuing.

@@ -17,6 +17,7 @@ use crate::auth::{AuthError, PublishAuth};
 use crate::hub::inbox::Inbox;
 use crate::hub::ingest::Ingest;
 use crate::hub::sequencer::SequencerConfig;
+use crate::metrics::WorkerMetrics;
 use crate::proto::http1::{self, BodyDecoder, BodyKind, HeadLimits, Parsed, RequestHead};
 use crate::proto::publish::{self, PublishLimits};
 
@@ -237,6 +238,16 @@ async fn route(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
             api.ingest.recover().await;
             Reply::text(200, "Updated\n")
         }
+        "/metrics" if head.method == "GET" || head.method == "HEAD" => {
+            let workers: Vec<&WorkerMetrics> = api.shared.metrics.iter().map(|m| &**m).collect();
+            let text = crate::metrics::render(&workers, &api.shared.publish_metrics);
+            Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4",
+                body: text.into_bytes(),
+                extra: vec![],
+            }
+        }
         "/" if head.method == "GET" || head.method == "HEAD" => {
             Reply::text(200, "holdfast publish API: POST /publish/\n")
         }
@@ -245,10 +256,13 @@ async fn route(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
 }
 
 async fn publish(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
+    let counters = &api.shared.publish_metrics;
+    WorkerMetrics::inc(&counters.requests);
     if let Err(e) = api
         .auth
         .check(http1::header_value(&head.headers, "authorization"))
     {
+        WorkerMetrics::inc(&counters.unauthorized);
         tracing::info!("publish refused: {e}");
         let mut r = Reply::error(401, &e.to_string());
         if e == AuthError::Missing {
@@ -265,11 +279,13 @@ async fn publish(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
     let items = match publish::parse_body(&body, &limits) {
         Ok(items) => items,
         Err(e) => {
+            WorkerMetrics::inc(&counters.rejected);
             tracing::info!("publish rejected: {e}");
             return Reply::error(400, &e.to_string());
         }
     };
     let count = items.len();
+    WorkerMetrics::add(&counters.items, count as u64);
     api.ingest.publish(items).await;
     tracing::debug!("published {count} items");
     let wants_json = http1::header_value(&head.headers, "accept")

@@ -141,6 +141,8 @@ impl Server {
             config,
             routes,
             inboxes,
+            metrics: (0..workers).map(|_| Arc::default()).collect(),
+            publish_metrics: Arc::default(),
         });
         let mut handles = Vec::with_capacity(workers);
         for (index, listeners) in per_worker.into_iter().enumerate() {

@@ -26,6 +26,7 @@ use crate::config::SlowConsumerPolicy;
 use crate::hub::ConnId;
 use crate::hub::channels::ChannelTable;
 use crate::hub::inbox::WorkerMsg;
+use crate::metrics::WorkerMetrics;
 use crate::origin::pool::OriginPool;
 use crate::origin::sign::Signers;
 use crate::proto::filter::Filter;
@@ -50,15 +51,6 @@ pub enum Queued {
     Cut,
 }
 
-/// Counters a worker keeps about itself (read by tests and, later, metrics).
-#[derive(Default)]
-pub struct WorkerStats {
-    pub accepted: Cell<u64>,
-    pub rejected: Cell<u64>,
-    pub delivered: Cell<u64>,
-    pub slow_consumers: Cell<u64>,
-}
-
 pub struct Worker {
     pub index: usize,
     pub shared: Arc<Shared>,
@@ -67,7 +59,8 @@ pub struct Worker {
     pub bufs: BufPool,
     pub origins: RefCell<OriginPool>,
     pub signers: Signers,
-    pub stats: WorkerStats,
+    /// This worker's metrics (only this worker writes them).
+    pub metrics: Arc<WorkerMetrics>,
     timers: RefCell<TimerWheel>,
     /// The last id published on each channel (for the first-hold prev-id check).
     pub last_ids: RefCell<HashMap<Box<str>, Box<str>>>,
@@ -90,7 +83,7 @@ impl Worker {
             signers,
             conns: RefCell::new(ConnTable::new()),
             channels: RefCell::new(ChannelTable::new()),
-            stats: WorkerStats::default(),
+            metrics: shared.metrics[index].clone(),
             timers: RefCell::new(TimerWheel::new(TIMER_TICK_MS, TIMER_SLOTS, 0)),
             last_ids: RefCell::new(HashMap::new()),
             dirty: RefCell::new(Vec::new()),
@@ -170,13 +163,49 @@ impl Worker {
         if conns.len() >= self.shared.config.server.connections_max_per_worker {
             return None;
         }
+        WorkerMetrics::inc(&self.metrics.connections);
         Some(conns.insert(fd))
     }
 
     /// Drops a connection: its subscriptions first, then its slot.
     pub fn unregister(&self, id: ConnId) {
         self.unsubscribe_all(id);
-        self.conns.borrow_mut().remove(id);
+        if let Some(slot) = self.conns.borrow_mut().get_mut(id) {
+            self.change_sink(slot, Sink::None);
+        }
+        if self.conns.borrow_mut().remove(id).is_some() {
+            WorkerMetrics::dec(&self.metrics.connections);
+        }
+    }
+
+    /// Sets a connection's sink, keeping the per-kind connection gauges right.
+    fn change_sink(&self, slot: &mut ConnSlot, sink: Sink) {
+        let gauge = |s: Sink| match s {
+            Sink::Stream { .. } => Some(&self.metrics.held_stream),
+            Sink::Response => Some(&self.metrics.held_response),
+            Sink::WebSocket => Some(&self.metrics.websockets),
+            Sink::None => None,
+        };
+        if std::mem::discriminant(&slot.sink) == std::mem::discriminant(&sink) {
+            slot.sink = sink;
+            return;
+        }
+        if let Some(g) = gauge(slot.sink) {
+            WorkerMetrics::dec(g);
+        }
+        if let Some(g) = gauge(sink) {
+            WorkerMetrics::inc(g);
+        }
+        slot.sink = sink;
+    }
+
+    /// Mirrors the channel table's sizes into the gauges.
+    fn table_gauges(&self, table: &ChannelTable) {
+        WorkerMetrics::set(
+            &self.metrics.subscriptions,
+            table.subscription_count() as u64,
+        );
+        WorkerMetrics::set(&self.metrics.channels, table.channel_count() as u64);
     }
 
     /// Subscribes a connection to channels (and sets what it does with publishes).
@@ -185,7 +214,7 @@ impl Worker {
         let Some(slot) = conns.get_mut(id) else {
             return;
         };
-        slot.sink = sink;
+        self.change_sink(slot, sink);
         let mut table = self.channels.borrow_mut();
         for name in channels {
             let (key, added) = table.subscribe(name, id);
@@ -193,6 +222,7 @@ impl Worker {
                 slot.subs.push(key);
             }
         }
+        self.table_gauges(&table);
     }
 
     /// Removes one subscription of a connection, from both sides.
@@ -203,7 +233,9 @@ impl Worker {
         };
         if let Some(pos) = slot.subs.iter().position(|c| &**c == channel) {
             slot.subs.swap_remove(pos);
-            self.channels.borrow_mut().unsubscribe(channel, id);
+            let mut table = self.channels.borrow_mut();
+            table.unsubscribe(channel, id);
+            self.table_gauges(&table);
         }
     }
 
@@ -273,7 +305,7 @@ impl Worker {
     /// Sets what a connection does with publishes, without touching its subscriptions.
     pub fn set_sink(&self, id: ConnId, sink: Sink) {
         if let Some(slot) = self.conns.borrow_mut().get_mut(id) {
-            slot.sink = sink;
+            self.change_sink(slot, sink);
         }
     }
 
@@ -288,12 +320,16 @@ impl Worker {
         let Some(slot) = conns.get_mut(id) else {
             return;
         };
-        slot.sink = Sink::None;
+        self.change_sink(slot, Sink::None);
+        if slot.subs.is_empty() {
+            return;
+        }
         let mut table = self.channels.borrow_mut();
         for name in slot.subs.drain(..) {
             table.unsubscribe(&name, id);
         }
         slot.subs = Vec::new();
+        self.table_gauges(&table);
     }
 
     /// Remembers the last id published on a channel (bounded: forgotten past the limit).
@@ -360,7 +396,7 @@ impl Worker {
     pub fn queue(&self, slot: &mut ConnSlot, id: ConnId, bytes: bytes::Bytes) -> Queued {
         let max = self.shared.config.hold.outbox_bytes_max;
         if slot.outbox.bytes() + bytes.len() > max && !slot.write_blocked {
-            flush_slot(slot, self.now_ms());
+            flush_slot(slot, self.now_ms(), &self.metrics);
         }
         if slot.outbox.bytes() + bytes.len() > max {
             return self.over_limit(slot, max);
@@ -374,8 +410,7 @@ impl Worker {
     }
 
     fn over_limit(&self, slot: &mut ConnSlot, max: usize) -> Queued {
-        let stats = &self.stats.slow_consumers;
-        stats.set(stats.get() + 1);
+        WorkerMetrics::inc(&self.metrics.slow_consumers);
         if self.shared.config.hold.slow_consumer == SlowConsumerPolicy::DropMessages {
             tracing::debug!(worker = self.index, "slow consumer: message dropped");
             return Queued::Dropped;
@@ -396,7 +431,7 @@ impl Worker {
                 None,
             );
             slot.outbox.push(bytes::Bytes::from(frame));
-            slot.sink = Sink::None;
+            self.change_sink(slot, Sink::None);
             slot.notify(ev::CLOSE);
         } else {
             slot.outbox.clear();
@@ -410,8 +445,19 @@ impl Worker {
         let now = self.now_ms();
         let mut conns = self.conns.borrow_mut();
         match conns.get_mut(id) {
-            Some(slot) => flush_slot(slot, now),
+            Some(slot) => flush_slot(slot, now, &self.metrics),
             None => false,
+        }
+    }
+
+    /// Flushes a drained batch and records its publish → write latencies.
+    fn flush_batch(&self, published: &mut Vec<std::time::Instant>) {
+        self.flush_dirty();
+        let now = std::time::Instant::now();
+        for at in published.drain(..) {
+            self.metrics
+                .publish_to_write
+                .observe(now.saturating_duration_since(at));
         }
     }
 
@@ -424,7 +470,7 @@ impl Worker {
             if let Some(slot) = conns.get_mut(*id) {
                 slot.dirty = false;
                 if !slot.write_blocked {
-                    flush_slot(slot, now);
+                    flush_slot(slot, now, &self.metrics);
                 }
             }
         }
@@ -439,12 +485,18 @@ impl Worker {
 
 /// One non-blocking flush; on a full socket the task is told to wait for writability, on an
 /// error it is told the connection is dead.
-fn flush_slot(slot: &mut ConnSlot, now_ms: u64) -> bool {
+fn flush_slot(slot: &mut ConnSlot, now_ms: u64, metrics: &WorkerMetrics) -> bool {
     if slot.outbox.is_empty() {
         slot.write_blocked = false;
         return true;
     }
-    match slot.outbox.flush(slot.fd) {
+    let before = slot.outbox.bytes();
+    let result = slot.outbox.flush(slot.fd);
+    WorkerMetrics::add(
+        &metrics.bytes_written,
+        (before - slot.outbox.bytes()) as u64,
+    );
+    match result {
         Ok(Flush::Done) => {
             slot.write_blocked = false;
             slot.last_write_ms = now_ms;
@@ -484,7 +536,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
 
 fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    w.stats.accepted.set(w.stats.accepted.get() + 1);
+    WorkerMetrics::inc(&w.metrics.accepted);
     match w.register(stream.as_raw_fd()) {
         Some(id) => monoio::spawn(client::serve(w.clone(), id, stream, peer)),
         None => monoio::spawn(client::reject_over_limit(w.clone(), stream)),
@@ -493,22 +545,28 @@ fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
 
 async fn inbox_loop(w: Rc<Worker>) {
     let inbox = w.shared.inboxes[w.index].clone();
+    // When each delivery of the current batch was published, for the latency histogram.
+    let mut published = Vec::new();
     loop {
         inbox.rung().await;
+        WorkerMetrics::set(&w.metrics.inbox_depth, inbox.len() as u64);
         let mut handled = 0;
         while let Some(msg) = inbox.pop() {
             match msg {
-                WorkerMsg::Deliver(d) => super::fanout::deliver(&w, &d),
+                WorkerMsg::Deliver(d) => {
+                    super::fanout::deliver(&w, &d);
+                    published.push(d.published_at);
+                }
                 WorkerMsg::Recover => w.recover_all(),
                 WorkerMsg::Shutdown => w.begin_shutdown(),
             }
             handled += 1;
             if handled % DRAIN_BATCH_MAX == 0 {
-                w.flush_dirty();
+                w.flush_batch(&mut published);
                 super::yield_now().await;
             }
         }
-        w.flush_dirty();
+        w.flush_batch(&mut published);
     }
 }
 
