@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
@@ -34,6 +34,21 @@ cargo test --all-targets
 echo "== end-to-end tests again on the legacy (epoll) driver"
 HOLDFAST_TEST_DRIVER=legacy cargo test --tests
 
-echo "== Autobahn|Testsuite (WebSocket conformance, sections 1-11)"
+echo "== systemd unit (systemd-analyze verify, ExecStart pointed at this build)"
 cargo build -q --bin holdfast
+if command -v systemd-analyze >/dev/null 2>&1; then
+  unit_dir=$(mktemp -d)
+  sed "s#/usr/bin/holdfast#$PWD/target/debug/holdfast#" systemd/holdfast.service > "$unit_dir/holdfast.service"
+  systemd-analyze verify "$unit_dir/holdfast.service"
+  rm -rf "$unit_dir"
+else
+  echo "systemd-analyze not found: installing systemd to verify the unit"
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq systemd >/dev/null
+  unit_dir=$(mktemp -d)
+  sed "s#/usr/bin/holdfast#$PWD/target/debug/holdfast#" systemd/holdfast.service > "$unit_dir/holdfast.service"
+  systemd-analyze verify "$unit_dir/holdfast.service"
+  rm -rf "$unit_dir"
+fi
+
+echo "== Autobahn|Testsuite (WebSocket conformance, sections 1-11)"
 scripts/autobahn/run.sh target/debug/holdfast

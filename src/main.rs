@@ -88,19 +88,25 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// Blocks until SIGTERM or SIGINT.
-fn wait_for_signal() -> Result<(), String> {
+/// Installs the SIGTERM/SIGINT handlers; done before start so a signal that arrives right after
+/// readiness is reported still means a clean stop.
+fn stop_signals() -> Result<signal_hook::iterator::Signals, String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))
+}
+
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_signal(mut signals: signal_hook::iterator::Signals) {
     if let Some(sig) = signals.forever().next() {
         tracing::info!("signal {sig}: stopping");
     }
-    Ok(())
 }
 
 fn run(config: Config, demo: Option<DemoOrigin>) -> Result<(), String> {
+    let signals = stop_signals()?;
     let server = Server::start(config).map_err(|e| e.to_string())?;
+    holdfast::runtime::host::notify_ready();
     if let Some(d) = &demo {
         let http = server.http_addrs.first().map(|a| a.port()).unwrap_or(7999);
         println!("holdfast demo: origin on {}, proxy on port {http}", d.addr);
@@ -113,12 +119,13 @@ fn run(config: Config, demo: Option<DemoOrigin>) -> Result<(), String> {
             server.publish_addr
         );
     }
-    let waited = wait_for_signal();
+    wait_for_signal(signals);
+    holdfast::runtime::host::notify_stopping();
     server.shutdown();
     if let Some(d) = demo {
         d.stop();
     }
-    waited
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -190,3 +190,36 @@ fn run_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status}");
     reader.join().unwrap();
 }
+
+/// systemd's Type=notify protocol: READY=1 once the listeners are bound, STOPPING=1 on SIGTERM.
+#[test]
+fn run_notifies_systemd_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = Scratch::new("sd-notify");
+    let socket_path = dir.0.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let origin = Origin::fixed(ok(b"x"));
+    let routes = dir.file("routes", &route_to(&origin));
+    let child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--publish-listen", "127.0.0.1:0"])
+        .args(["--workers", "1", "--routes", path_arg(&routes), "run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run holdfast");
+    let mut child = ChildGuard(child);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("a READY notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill failed");
+    let n = socket.recv(&mut buf).expect("a STOPPING notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    let status = child.0.wait().expect("holdfast exits");
+    assert!(status.success(), "exit status {status}");
+}

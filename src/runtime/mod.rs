@@ -11,6 +11,7 @@ pub mod conns;
 pub mod fanout;
 pub mod grip_ws;
 pub mod hold;
+pub mod host;
 pub mod listener;
 pub mod next_link;
 pub mod outbox;

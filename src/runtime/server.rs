@@ -105,6 +105,9 @@ impl Server {
         let routes = check(&config)?;
         let use_uring = choose_driver(config.server.driver)?;
         let workers = config.worker_count();
+        for warning in super::host::limit_warnings(&config, workers) {
+            tracing::warn!("{warning}");
+        }
         let mut per_worker: Vec<Vec<std::net::TcpListener>> =
             (0..workers).map(|_| Vec::new()).collect();
         let mut http_addrs = Vec::new();
