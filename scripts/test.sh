@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# Pushpin, the reference implementation: tests/parity runs the same scenarios against both.
+command -v pushpin >/dev/null 2>&1 || need_apt+=(pushpin)
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
@@ -29,7 +31,8 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 # The per-connection state size is printed by this test; keep it visible in the log.
 cargo test --lib slot_size -- --nocapture
-cargo test --all-targets
+# The parity test must not skip silently in CI: Pushpin is installed above.
+HOLDFAST_PARITY_REQUIRED=1 cargo test --all-targets
 
 echo "== end-to-end tests again on the legacy (epoll) driver"
 HOLDFAST_TEST_DRIVER=legacy cargo test --tests

@@ -24,7 +24,8 @@ use crate::proto::wsoh::{self, Event};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
-    /// The client sent a close frame (echoed); the origin still gets the queued events.
+    /// The client sent a close frame: the origin gets it with the queued events, and its answer
+    /// (last messages, its close code) is relayed before the connection ends, as Pushpin does.
     ClientClosed,
     /// holdfast sent a close frame and waits for the client's, until the deadline.
     CloseSent {
@@ -54,6 +55,10 @@ pub struct WsohSession {
     keep_alive_ms: Option<u64>,
     last_exchange_ms: u64,
     state: State,
+    /// The client's close, until the origin's answer closes the client (or it is echoed).
+    client_close: Option<(Option<u16>, String)>,
+    /// When an unanswered client close is echoed anyway.
+    client_close_deadline_ms: u64,
     /// Events of the OPEN answer after OPEN itself, delivered when the session starts.
     opening_events: Vec<Event>,
 }
@@ -91,6 +96,8 @@ impl WsohSession {
             keep_alive_ms: None,
             last_exchange_ms: w.now_ms(),
             state: State::Open,
+            client_close: None,
+            client_close_deadline_ms: 0,
             opening_events: rest,
         };
         session.apply_reply_headers(reply);
@@ -117,6 +124,7 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<WsohSession>) -> Outcome {
     let header_max = w.shared.config.http.header_bytes_max;
     loop {
         s.maybe_send(conn);
+        s.settle_client_close(conn);
         if !w.flush_conn(conn.id) {
             return Outcome::Close;
         }
@@ -158,6 +166,24 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<WsohSession>) -> Outcome {
 }
 
 impl WsohSession {
+    /// Echoes the client's close when the origin's answer did not close it (or took too long).
+    fn settle_client_close(&mut self, conn: &ClientConn) {
+        if self.client_close.is_none() {
+            return;
+        }
+        let answered =
+            self.inflight.is_none() && self.queue.is_empty() && self.retry_at_ms.is_none();
+        let due = answered
+            || conn.w.now_ms() >= self.client_close_deadline_ms
+            || self.state == State::Ending;
+        if due && let Some((code, reason)) = self.client_close.take() {
+            match code {
+                Some(c) => queue_close(conn, c, &reason),
+                None => queue_frame(conn, Opcode::Close, &[]),
+            }
+        }
+    }
+
     fn finished(&self) -> bool {
         match self.state {
             State::Ending => true,
@@ -209,6 +235,9 @@ impl WsohSession {
         }
         if let Some(k) = self.grip.keep_alive_at() {
             consider(k);
+        }
+        if self.client_close.is_some() {
+            consider(self.client_close_deadline_ms);
         }
         at.map(|a| a.max(w.now_ms()))
     }
@@ -291,15 +320,14 @@ impl WsohSession {
             Message::Pong(_) => {}
             Message::Close { code, reason } => {
                 if self.state == State::Open {
-                    // Echo the close (RFC 6455 5.5.1), then tell the origin.
-                    match code {
-                        Some(c) => queue_close(conn, c, &reason),
-                        None => queue_frame(conn, Opcode::Close, &[]),
-                    }
+                    // The origin hears the close first; its answer closes the client.
                     self.queue_event(Event::Close {
                         code,
-                        reason: reason.into_bytes(),
+                        reason: reason.as_bytes().to_vec(),
                     });
+                    self.client_close = Some((code, reason));
+                    let timeout = conn.w.shared.config.websocket.close_timeout_ms;
+                    self.client_close_deadline_ms = conn.w.now_ms() + timeout;
                     self.state = State::ClientClosed;
                 } else {
                     // The client answered holdfast's close: the origin hears of it too.
@@ -471,6 +499,12 @@ impl WsohSession {
             Event::Pong(p) => queue_frame(conn, Opcode::Pong, &p),
             Event::Close { code, reason } => {
                 let reason = String::from_utf8_lossy(&reason).into_owned();
+                if let Some((client_code, _)) = self.client_close.take() {
+                    // The origin answers the client's close: with its own code.
+                    let code = code.or(client_code).unwrap_or(ws::CLOSE_NORMAL);
+                    queue_close(conn, code, &reason);
+                    return;
+                }
                 match (self.state, code) {
                     (State::Open, Some(c)) => self.close_client(conn, c, &reason),
                     (State::Open, None) => {
