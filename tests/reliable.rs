@@ -275,3 +275,26 @@ fn publishes_are_sequenced_by_prev_id_and_deduplicated() {
         "nothing more (the duplicate was dropped)"
     );
 }
+
+#[test]
+fn the_gone_link_is_posted_when_a_stream_client_leaves() {
+    let origin = Origin::start(|req| {
+        if req.method == "POST" {
+            return Reply::Send(ok(b""));
+        }
+        let headers = [
+            ("Content-Type", "text/plain"),
+            ("Grip-Hold", "stream"),
+            ("Grip-Channel", "g"),
+            ("Grip-Link", "</left?who=me>; rel=gone"),
+        ];
+        Reply::Send(response(200, "OK", &headers, b"start\n"))
+    });
+    let proxy = Proxy::to(&origin);
+    let client = proxy.subscribe("/watch", b"start\n");
+    drop(client);
+    let requests = origin.wait_for(2);
+    let gone = &requests[1];
+    assert_eq!(gone.method, "POST");
+    assert_eq!(gone.path, "/left?who=me");
+}

@@ -1323,3 +1323,32 @@ fn raw_framing_helpers_match_rfc_examples() {
     let mut big = encode_frame(true, OP_BINARY, &[7; 70_000], None);
     assert_eq!(take_frame(&mut big).unwrap().unwrap().payload.len(), 70_000);
 }
+
+/// A published `ws-message` with `action: refresh` makes holdfast send the origin a
+/// WebSocket-over-HTTP request (empty: no client events), whose answer reaches the client.
+#[test]
+fn publish_refresh_triggers_an_origin_request() {
+    let origin = scripted_origin(
+        vec![
+            control(&json!({"type": "subscribe", "channel": "r"})),
+            Event::Text(prefixed(b"ready")),
+        ],
+        |_, events| {
+            if events.is_empty() {
+                vec![Event::Text(prefixed(b"refreshed"))]
+            } else {
+                echo_events(events)
+            }
+        },
+    );
+    let proxy = ws_proxy(origin.port(), |_| {});
+    let mut ws = ws_connect(proxy.http, "/ws");
+    assert_eq!(ws_recv_text(&mut ws), "ready");
+    let refresh = json!({"channel": "r", "formats": {"ws-message": {"action": "refresh"}}});
+    proxy.publish(&items(vec![refresh]));
+    assert_eq!(ws_recv_text(&mut ws), "refreshed");
+    assert!(
+        origin.requests().iter().any(|r| r.body.is_empty()),
+        "the refresh request carries no events"
+    );
+}
