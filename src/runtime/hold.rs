@@ -13,7 +13,7 @@ use crate::hub::delivery::{Delivery, ResponsePayload};
 use url::Url;
 
 use crate::proto::filter::Filter;
-use crate::proto::grip::{HoldMode, KeepAlive};
+use crate::proto::grip::{self, HoldMode, KeepAlive};
 use crate::proto::http1::{self, RequestHead, Version};
 
 /// The two facts about the held request a hold needs (the request head itself is dropped).
@@ -98,15 +98,26 @@ fn full_response(
     body: &[u8],
     req: HeldRequest,
 ) -> Vec<u8> {
+    // A published `Grip-Expose-Headers` names headers to leave out of the answer; every
+    // Grip-* header of the push itself is stripped (Pushpin handlerengine.cpp / httpsession.cpp).
+    let removed: Vec<&str> = overrides
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("grip-expose-headers"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let kept = |name: &str| !removed.iter().any(|r| r.eq_ignore_ascii_case(name));
     let mut out = Vec::with_capacity(256 + body.len());
     http1::encode_status_line(&mut out, Version::Http11, code, reason);
     for (name, value) in &spec.headers {
-        if !overrides.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if !overrides.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) && kept(name) {
             http1::encode_header(&mut out, name, value);
         }
     }
     for (name, value) in overrides {
-        if !http1::is_hop_by_hop(name) && !name.eq_ignore_ascii_case("content-length") {
+        let framing = http1::is_hop_by_hop(name) || name.eq_ignore_ascii_case("content-length");
+        if !framing && !grip::is_grip_header(name) && kept(name) {
             http1::encode_header(&mut out, name, value.as_bytes());
         }
     }
@@ -329,6 +340,66 @@ mod tests {
         assert_eq!(
             apply_body_patch(original, &patch),
             b"{\"count\":2,\"items\":[\"a\",\"b\"]}\n"
+        );
+    }
+
+    fn spec(headers: &[(&str, &str)]) -> HoldSpec {
+        HoldSpec {
+            mode: Some(HoldMode::Response),
+            channels: vec![],
+            timeout_secs: 55,
+            keep_alive: None,
+            code: 200,
+            reason: "OK".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: vec![],
+            base_url: None,
+            next_link: None,
+            gone_link: None,
+            prev_ids: vec![],
+            channel_prefix: String::new(),
+            filters: vec![],
+            meta: vec![],
+            original: None,
+        }
+    }
+
+    #[test]
+    fn published_headers_override_and_expose_headers_removes() {
+        let s = spec(&[
+            ("Content-Type", "text/plain"),
+            ("X-Old", "1"),
+            ("X-Secret", "s"),
+        ]);
+        let published = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            (
+                "Grip-Expose-Headers".to_string(),
+                "X-Secret, X-Gone".to_string(),
+            ),
+            ("X-Gone".to_string(), "g".to_string()),
+        ];
+        let req = HeldRequest {
+            keep_alive: true,
+            http11: true,
+        };
+        let text = String::from_utf8(full_response(&s, 200, "OK", &published, b"{}", req)).unwrap();
+        assert!(
+            text.contains("Content-Type: application/json\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("text/plain"), "overridden: {text}");
+        assert!(text.contains("X-Old: 1\r\n"), "inherited: {text}");
+        assert!(
+            !text.contains("X-Secret") && !text.contains("X-Gone"),
+            "removed: {text}"
+        );
+        assert!(
+            !text.to_ascii_lowercase().contains("grip-"),
+            "push's Grip-* stripped: {text}"
         );
     }
 
