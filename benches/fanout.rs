@@ -26,6 +26,7 @@ fn worker() -> Worker {
         inboxes: vec![Arc::new(Inbox::new(1))],
         metrics: vec![Arc::default()],
         publish_metrics: Arc::default(),
+        admission: holdfast::runtime::admission::Admission::new(0, 0),
     });
     Worker::new(0, shared)
 }

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     pub uring_entries: u32,
     /// Client connections one worker holds at most; past it new connections get 503 and are closed.
     pub connections_max_per_worker: usize,
+    /// Client connections over all workers (0: no limit beyond the per-worker one).
+    pub connections_max: usize,
+    /// Client connections from one IP address (0: no limit).
+    pub connections_max_per_ip: usize,
     /// Listen backlog of each listening socket.
     pub listen_backlog: i32,
     /// Routes file in Pushpin's syntax. Relative paths are relative to the config file.
@@ -72,6 +76,8 @@ impl Default for ServerConfig {
             driver: DriverChoice::Auto,
             uring_entries: 4096,
             connections_max_per_worker: 1_000_000,
+            connections_max: 0,
+            connections_max_per_ip: 0,
             listen_backlog: 4096,
             routes_file: None,
             routes: "* 127.0.0.1:8080\n".to_string(),

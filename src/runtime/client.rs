@@ -150,7 +150,7 @@ impl ClientConn {
         if let Some(buf) = self.inbuf.take() {
             self.w.bufs.give(buf);
         }
-        self.w.unregister(self.id);
+        self.w.unregister(self.id, self.peer.ip());
     }
 
     async fn run(&mut self, mut first: Option<Box<proxy::Retry>>) -> Next {
@@ -407,6 +407,7 @@ mod tests {
             inboxes: vec![Arc::new(Inbox::new(1))],
             metrics: vec![Arc::default()],
             publish_metrics: Arc::default(),
+            admission: crate::runtime::admission::Admission::new(0, 0),
         });
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .build()

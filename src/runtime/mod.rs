@@ -5,6 +5,7 @@
 //! one publish thread. Workers share nothing mutable; they hear from other threads only through
 //! their inbox.
 
+pub mod admission;
 pub mod bufpool;
 pub mod client;
 pub mod conns;
@@ -42,6 +43,8 @@ pub struct Shared {
     /// One metrics block per worker (written only by that worker), in worker order.
     pub metrics: Vec<Arc<crate::metrics::WorkerMetrics>>,
     pub publish_metrics: Arc<crate::metrics::PublishMetrics>,
+    /// The connection limits that span workers.
+    pub admission: admission::Admission,
 }
 
 /// Lets other tasks on this worker run before continuing.

@@ -140,12 +140,17 @@ impl Server {
         let inboxes = (0..workers)
             .map(|_| Arc::new(Inbox::new(config.publish.inbox_capacity)))
             .collect();
+        let config_limits = (
+            config.server.connections_max,
+            config.server.connections_max_per_ip,
+        );
         let shared = Arc::new(Shared {
             config,
             routes,
             inboxes,
             metrics: (0..workers).map(|_| Arc::default()).collect(),
             publish_metrics: Arc::default(),
+            admission: super::admission::Admission::new(config_limits.0, config_limits.1),
         });
         let mut handles = Vec::with_capacity(workers);
         for (index, listeners) in per_worker.into_iter().enumerate() {

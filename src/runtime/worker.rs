@@ -158,9 +158,13 @@ impl Worker {
     }
 
     /// Registers a new connection's socket; None when this worker is at its connection limit.
-    pub fn register(&self, fd: std::os::fd::RawFd) -> Option<ConnId> {
+    pub fn register(&self, fd: std::os::fd::RawFd, ip: std::net::IpAddr) -> Option<ConnId> {
         let mut conns = self.conns.borrow_mut();
         if conns.len() >= self.shared.config.server.connections_max_per_worker {
+            return None;
+        }
+        if let Err(why) = self.shared.admission.admit(ip) {
+            tracing::debug!(worker = self.index, %ip, "connection refused: {why:?} limit");
             return None;
         }
         WorkerMetrics::inc(&self.metrics.connections);
@@ -168,7 +172,8 @@ impl Worker {
     }
 
     /// Drops a connection: its subscriptions first, then its slot.
-    pub fn unregister(&self, id: ConnId) {
+    pub fn unregister(&self, id: ConnId, ip: std::net::IpAddr) {
+        self.shared.admission.release(ip);
         self.unsubscribe_all(id);
         if let Some(slot) = self.conns.borrow_mut().get_mut(id) {
             self.change_sink(slot, Sink::None);
@@ -537,7 +542,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
 fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     WorkerMetrics::inc(&w.metrics.accepted);
-    match w.register(stream.as_raw_fd()) {
+    match w.register(stream.as_raw_fd(), peer.ip()) {
         Some(id) => monoio::spawn(client::serve(w.clone(), id, stream, peer)),
         None => monoio::spawn(client::reject_over_limit(w.clone(), stream)),
     };
