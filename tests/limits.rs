@@ -14,7 +14,7 @@ fn client_from(source: [u8; 4], proxy: SocketAddr) -> Client {
     socket.bind(&SocketAddr::from((source, 0)).into()).unwrap();
     socket.connect(&proxy.into()).unwrap();
     let stream: TcpStream = socket.into();
-    let mut c = Client::from_stream(stream);
+    let c = Client::from_stream(stream);
     c.set_timeout(Duration::from_secs(5));
     c
 }
