@@ -225,6 +225,10 @@ pub struct WebSocketConfig {
     pub retries_max: u32,
     /// After holdfast sends a close frame, how long it waits for the client's before dropping it.
     pub close_timeout_ms: u64,
+    /// Pings and pongs a client may send per second; past it: close 1008.
+    pub control_frames_per_sec_max: u32,
+    /// How long a client's fragmented message may take to complete; past it: close 1008.
+    pub fragment_timeout_ms: u64,
 }
 
 impl Default for WebSocketConfig {
@@ -236,6 +240,8 @@ impl Default for WebSocketConfig {
             origin_body_bytes_max: 1_000_000,
             retries_max: 5,
             close_timeout_ms: 5_000,
+            control_frames_per_sec_max: 50,
+            fragment_timeout_ms: 30_000,
         }
     }
 }

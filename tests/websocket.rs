@@ -1352,3 +1352,44 @@ fn publish_refresh_triggers_an_origin_request() {
         "the refresh request carries no events"
     );
 }
+
+/// A client that floods pings past `websocket.control_frames_per_sec_max` is closed with 1008.
+#[test]
+fn ping_flood_is_closed_with_1008() {
+    let origin = subscribing_origin(&[]);
+    let proxy = ws_proxy(origin.port(), |c| {
+        c.websocket.control_frames_per_sec_max = 20
+    });
+    let mut c = raw_open(proxy.http);
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        flood.extend(encode_frame(true, OP_PING, b"p", Some([1, 2, 3, 4])));
+    }
+    c.send(&flood);
+    let frames = read_until_close(&mut c);
+    let close = frames.last().expect("a close frame");
+    assert_eq!(close.close_code(), Some(1008));
+    assert!(
+        frames.iter().filter(|f| f.opcode == OP_PONG).count() <= 20,
+        "pongs past the limit"
+    );
+}
+
+/// A fragmented message that never ends is closed with 1008 after `fragment_timeout_ms`.
+#[test]
+fn endless_fragmented_message_is_closed_with_1008() {
+    let origin = subscribing_origin(&[]);
+    let proxy = ws_proxy(origin.port(), |c| c.websocket.fragment_timeout_ms = 400);
+    let mut c = raw_open(proxy.http);
+    c.set_timeout(Duration::from_secs(5));
+    let start = Instant::now();
+    c.send(&encode_frame(false, OP_TEXT, b"never", Some([1, 2, 3, 4])));
+    c.send(&encode_frame(false, OP_CONT, b" ends", Some([1, 2, 3, 4])));
+    let frames = read_until_close(&mut c);
+    assert_eq!(frames.last().and_then(Frame::close_code), Some(1008));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+}

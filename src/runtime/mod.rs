@@ -23,6 +23,7 @@ pub mod stream_hold;
 pub mod timer;
 pub mod websocket;
 pub mod worker;
+pub mod ws_guard;
 pub mod ws_passthrough;
 pub mod wsoh;
 

@@ -16,6 +16,7 @@ use super::conns::{Sink, ev};
 use super::grip_ws::{GripWs, queue_close, queue_frame};
 use super::proxy::{GRIP_FEATURES, Step};
 use super::websocket::WsSession;
+use super::ws_guard::ClientGuard;
 use crate::origin::client::{self as origin, OriginResponse};
 use crate::proto::http1::{self, RequestHead, Version, header_value};
 use crate::proto::ws::{self, Message, Opcode};
@@ -38,6 +39,7 @@ pub struct PassSession {
     client_ws: ws::Session,
     origin_ws: ws::Session,
     grip: GripWs,
+    guard: ClientGuard,
     state: State,
 }
 
@@ -186,6 +188,7 @@ pub async fn open(
         client_ws: ws::Session::new(limits(true)),
         origin_ws: ws::Session::new(limits(false)),
         grip,
+        guard: ClientGuard::default(),
         state: State::Open,
     };
     Step::WebSocket(WsSession::Passthrough(Box::new(session)))
@@ -260,7 +263,7 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<PassSession>) -> Outcome {
         if s.state == State::Ending {
             return Outcome::Close;
         }
-        if let Some(at) = s.next_deadline() {
+        if let Some(at) = s.next_deadline(&w.shared.config.websocket) {
             w.schedule(conn.id, at);
         }
         conn.release_idle_buffer();
@@ -295,10 +298,10 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<PassSession>) -> Outcome {
 }
 
 impl PassSession {
-    fn next_deadline(&self) -> Option<u64> {
+    fn next_deadline(&self, cfg: &crate::config::WebSocketConfig) -> Option<u64> {
         let closing = match self.state {
             State::Closing { deadline_ms } => Some(deadline_ms),
-            _ => None,
+            _ => self.guard.deadline(cfg),
         };
         match (closing, self.grip.keep_alive_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -330,6 +333,14 @@ impl PassSession {
                 self.state = State::Ending;
             }
             self.grip.keep_alive_tick(conn);
+            let cfg = &conn.w.shared.config.websocket;
+            if self.state == State::Open
+                && let Some(v) = self.guard.check_time(conn.w.now_ms(), cfg)
+            {
+                queue_close(conn, v.code, v.reason);
+                ws::encode_close_frame(&mut to_origin, ws::CLOSE_GOING_AWAY, "", Some(mask()));
+                self.state = State::Ending;
+            }
         }
         to_origin
     }
@@ -365,7 +376,17 @@ impl PassSession {
         let (messages, used, failure) = decode_all(&mut self.client_ws, &mut buf);
         buf.drain(..used);
         *conn.inbuf() = buf;
+        let cfg = &conn.w.shared.config.websocket;
+        let broken =
+            self.guard
+                .after_decode(conn.w.now_ms(), &messages, self.client_ws.in_message(), cfg);
         let mut to_origin = Vec::new();
+        // A batch that breaks a limit is not acted on: the client is closed instead.
+        let messages = if broken.is_some() {
+            Vec::new()
+        } else {
+            messages
+        };
         for m in messages {
             match m {
                 Message::Text(d) if !self.grip.detached => {
@@ -389,9 +410,12 @@ impl PassSession {
                 }
             }
         }
-        if let Some(e) = failure {
-            tracing::info!(peer = %conn.peer, "websocket: {e}");
-            queue_close(conn, e.code, e.reason);
+        let failure = failure
+            .map(|e| (e.code, e.reason))
+            .or(broken.map(|v| (v.code, v.reason)));
+        if let Some((code, reason)) = failure {
+            tracing::info!(peer = %conn.peer, "websocket client closed with {code}: {reason}");
+            queue_close(conn, code, reason);
             ws::encode_close_frame(&mut to_origin, ws::CLOSE_GOING_AWAY, "", Some(mask()));
             self.state = State::Ending;
         }

@@ -15,6 +15,7 @@ use super::client::{ClientConn, Outcome, Read, Wake};
 use super::conns::{Sink, ev};
 use super::grip_ws::{GripWs, queue_close, queue_frame};
 use super::worker::Worker;
+use super::ws_guard::ClientGuard;
 use crate::origin::client::OriginError;
 use crate::origin::wsoh::{self as origin_wsoh, Reply, RequestTemplate};
 use crate::proto::ws::{self, Message, Opcode};
@@ -44,6 +45,7 @@ pub struct WsohSession {
     template: RequestTemplate,
     ws: ws::Session,
     grip: GripWs,
+    guard: ClientGuard,
     queue: VecDeque<Event>,
     queue_bytes: usize,
     inflight: Option<InFlight>,
@@ -85,6 +87,7 @@ impl WsohSession {
                 require_mask: true,
             }),
             grip: GripWs::new(prefix, route.prefix.clone()),
+            guard: ClientGuard::default(),
             template,
             queue: VecDeque::new(),
             queue_bytes: 0,
@@ -239,6 +242,9 @@ impl WsohSession {
         if self.client_close.is_some() {
             consider(self.client_close_deadline_ms);
         }
+        if let Some(t) = self.guard.deadline(&w.shared.config.websocket) {
+            consider(t);
+        }
         at.map(|a| a.max(w.now_ms()))
     }
 
@@ -274,6 +280,11 @@ impl WsohSession {
             self.state = State::Gone;
         }
         self.grip.keep_alive_tick(conn);
+        if self.state == State::Open
+            && let Some(v) = self.guard.check_time(now, &w.shared.config.websocket)
+        {
+            self.client_failed(conn, v.code, v.reason);
+        }
     }
 
     /// Decodes the client's bytes into messages and acts on them.
@@ -297,19 +308,34 @@ impl WsohSession {
         }
         buf.drain(..used);
         *conn.inbuf() = buf;
-        for m in messages {
-            self.on_client_message(conn, m);
+        let cfg = &conn.w.shared.config.websocket;
+        let broken = self
+            .guard
+            .after_decode(conn.w.now_ms(), &messages, self.ws.in_message(), cfg);
+        // A batch that breaks a limit is not acted on: the client is closed instead.
+        if broken.is_none() {
+            for m in messages {
+                self.on_client_message(conn, m);
+            }
         }
-        if let Some(e) = failure {
-            tracing::info!(peer = %conn.peer, "websocket: {e}");
-            queue_close(conn, e.code, e.reason);
-            self.queue_event(Event::Close {
-                code: Some(e.code),
-                reason: e.reason.as_bytes().to_vec(),
-            });
-            // The session reads nothing more; the origin still gets the CLOSE, then it ends.
-            self.state = State::ClientClosed;
+        let failure = failure
+            .map(|e| (e.code, e.reason))
+            .or(broken.map(|v| (v.code, v.reason)));
+        if let Some((code, reason)) = failure {
+            self.client_failed(conn, code, reason);
         }
+    }
+
+    /// The client broke the protocol or a limit: close it with `code`, tell the origin.
+    fn client_failed(&mut self, conn: &mut ClientConn, code: u16, reason: &'static str) {
+        tracing::info!(peer = %conn.peer, "websocket client closed with {code}: {reason}");
+        queue_close(conn, code, reason);
+        self.queue_event(Event::Close {
+            code: Some(code),
+            reason: reason.as_bytes().to_vec(),
+        });
+        // Nothing more is read from the client; the origin still gets the CLOSE, then it ends.
+        self.state = State::ClientClosed;
     }
 
     fn on_client_message(&mut self, conn: &mut ClientConn, m: Message) {
@@ -500,13 +526,20 @@ impl WsohSession {
             Event::Close { code, reason } => {
                 let reason = String::from_utf8_lossy(&reason).into_owned();
                 if let Some((client_code, _)) = self.client_close.take() {
-                    // The origin answers the client's close: with its own code.
-                    let code = code.or(client_code).unwrap_or(ws::CLOSE_NORMAL);
+                    // The origin answers the client's close: with its own code when it is one a
+                    // client may receive (serve-grip sends 0), else the client's.
+                    let code = code
+                        .filter(|&c| ws::is_valid_close_code(c))
+                        .or(client_code)
+                        .unwrap_or(ws::CLOSE_NORMAL);
                     queue_close(conn, code, &reason);
                     return;
                 }
                 match (self.state, code) {
-                    (State::Open, Some(c)) => self.close_client(conn, c, &reason),
+                    (State::Open, Some(c)) if ws::is_valid_close_code(c) => {
+                        self.close_client(conn, c, &reason)
+                    }
+                    (State::Open, Some(_)) => self.close_client(conn, ws::CLOSE_NORMAL, &reason),
                     (State::Open, None) => {
                         queue_frame(conn, Opcode::Close, &[]);
                         let timeout = conn.w.shared.config.websocket.close_timeout_ms;
