@@ -134,6 +134,9 @@ pub struct OriginConfig {
     pub pool_idle_max: usize,
     /// An idle pooled connection older than this is not reused.
     pub pool_idle_timeout_ms: u64,
+    /// Requests one worker has awaiting a response head from one origin address; more wait
+    /// (up to connect_timeout_ms, then 504) instead of opening ever more connections.
+    pub requests_in_flight_max: usize,
     /// Append the client address to X-Forwarded-For.
     pub x_forwarded_for: bool,
     /// Set X-Forwarded-Proto to the client's scheme.
@@ -149,6 +152,7 @@ impl Default for OriginConfig {
             instruct_body_bytes_max: 1_000_000,
             pool_idle_max: 64,
             pool_idle_timeout_ms: 30_000,
+            requests_in_flight_max: 100,
             x_forwarded_for: true,
             x_forwarded_proto: true,
         }

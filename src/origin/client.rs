@@ -135,7 +135,14 @@ async fn send_to_any(
     mut request: Vec<u8>,
 ) -> Result<OriginResponse, OriginError> {
     let mut last_err = None;
+    let wait = Duration::from_millis(w.shared.config.origin.connect_timeout_ms);
     for addr in targets.iter().flatten().copied() {
+        // Held until the response head arrives (or the attempt fails).
+        let Ok(_lease) = monoio::time::timeout(wait, w.origin_limit.acquire(addr)).await else {
+            tracing::warn!("origin {addr}: too many requests in flight, none finished in time");
+            last_err = Some(OriginError::ConnectTimeout(addr));
+            continue;
+        };
         let pooled = w.origins.borrow_mut().take(addr, w.now_ms());
         if let Some(stream) = pooled {
             match exchange(w, stream, addr, method, request).await {

@@ -27,7 +27,7 @@ use crate::hub::ConnId;
 use crate::hub::channels::ChannelTable;
 use crate::hub::inbox::WorkerMsg;
 use crate::metrics::WorkerMetrics;
-use crate::origin::pool::OriginPool;
+use crate::origin::pool::{InFlightLimit, OriginPool};
 use crate::origin::sign::Signers;
 use crate::proto::filter::Filter;
 use crate::proto::ws;
@@ -58,6 +58,8 @@ pub struct Worker {
     pub channels: RefCell<ChannelTable>,
     pub bufs: BufPool,
     pub origins: RefCell<OriginPool>,
+    /// Requests awaiting a response head, per origin address.
+    pub origin_limit: Rc<InFlightLimit>,
     pub signers: Signers,
     /// This worker's metrics (only this worker writes them).
     pub metrics: Arc<WorkerMetrics>,
@@ -80,6 +82,7 @@ impl Worker {
             index,
             bufs,
             origins: RefCell::new(origins),
+            origin_limit: InFlightLimit::new(c.origin.requests_in_flight_max),
             signers,
             conns: RefCell::new(ConnTable::new()),
             channels: RefCell::new(ChannelTable::new()),
