@@ -49,11 +49,19 @@ fn metrics_follow_connections_publishes_and_deliveries() {
     assert_eq!(sum(&after, "holdfast_messages_delivered_total", ""), 3.0);
     assert!(sum(&after, "holdfast_delivered_bytes_total", "") >= 3.0 * 6.0);
     assert!(sum(&after, "holdfast_origin_requests_total", "") >= 1.0);
-    assert_eq!(
-        sum(&after, "holdfast_publish_to_write_seconds_count", ""),
-        6.0,
-        "3 items x 2 workers"
-    );
+    // Each worker observes each item once it has drained its inbox; the worker without the
+    // subscriber may still be catching up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut observed = sum(&after, "holdfast_publish_to_write_seconds_count", "");
+    while observed < 6.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        observed = sum(
+            &metrics(&proxy),
+            "holdfast_publish_to_write_seconds_count",
+            "",
+        );
+    }
+    assert_eq!(observed, 6.0, "3 items x 2 workers");
     assert!(after.contains("# TYPE holdfast_publish_to_write_seconds histogram"));
     drop(sub);
     std::thread::sleep(Duration::from_millis(300));
