@@ -21,8 +21,11 @@ fn worker() -> Worker {
     let mut config = Config::default();
     config.hold.outbox_bytes_max = usize::MAX / 2;
     let shared = Arc::new(Shared {
+        initial: holdfast::runtime::settings::Settings {
+            config: config.clone(),
+            routes: RoutePlan::resolve(RouteTable::default()).expect("empty routes"),
+        },
         config,
-        routes: RoutePlan::resolve(RouteTable::default()).expect("empty routes"),
         inboxes: vec![Arc::new(Inbox::new(1))],
         metrics: vec![Arc::default()],
         publish_metrics: Arc::default(),

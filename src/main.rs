@@ -88,23 +88,46 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// Installs the SIGTERM/SIGINT handlers; done before start so a signal that arrives right after
-/// readiness is reported still means a clean stop.
-fn stop_signals() -> Result<signal_hook::iterator::Signals, String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+/// Installs the SIGTERM/SIGINT/SIGHUP handlers; done before start so a signal that arrives right
+/// after readiness is reported is still handled.
+fn signals() -> Result<signal_hook::iterator::Signals, String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))
 }
 
-/// Blocks until SIGTERM or SIGINT.
-fn wait_for_signal(mut signals: signal_hook::iterator::Signals) {
-    if let Some(sig) = signals.forever().next() {
-        tracing::info!("signal {sig}: stopping");
+/// Serves signals until SIGTERM or SIGINT; SIGHUP reloads the config and routes.
+fn wait_for_stop(
+    mut signals: signal_hook::iterator::Signals,
+    server: &Server,
+    reload: &dyn Fn() -> Result<Config, String>,
+) {
+    for sig in signals.forever() {
+        if sig != signal_hook::consts::SIGHUP {
+            tracing::info!("signal {sig}: stopping");
+            return;
+        }
+        holdfast::runtime::host::notify_reloading();
+        match reload().and_then(|c| server.reload(c).map_err(|e| e.to_string())) {
+            Ok(restart) if restart.is_empty() => {
+                tracing::info!("SIGHUP: config and routes reloaded")
+            }
+            Ok(restart) => tracing::warn!(
+                "SIGHUP: reloaded; changes to {} need a restart and were not applied",
+                restart.join(", ")
+            ),
+            Err(e) => tracing::error!("SIGHUP: reload refused, the previous config stays: {e}"),
+        }
+        holdfast::runtime::host::notify_ready();
     }
 }
 
-fn run(config: Config, demo: Option<DemoOrigin>) -> Result<(), String> {
-    let signals = stop_signals()?;
+fn run(
+    config: Config,
+    demo: Option<DemoOrigin>,
+    reload: &dyn Fn() -> Result<Config, String>,
+) -> Result<(), String> {
+    let signals = signals()?;
     let server = Server::start(config).map_err(|e| e.to_string())?;
     holdfast::runtime::host::notify_ready();
     if let Some(d) = &demo {
@@ -119,7 +142,7 @@ fn run(config: Config, demo: Option<DemoOrigin>) -> Result<(), String> {
             server.publish_addr
         );
     }
-    wait_for_signal(signals);
+    wait_for_stop(signals, &server, reload);
     holdfast::runtime::host::notify_stopping();
     server.shutdown();
     if let Some(d) = demo {
@@ -139,7 +162,7 @@ fn main() -> ExitCode {
     };
     init_logging(&config.log.level);
     let result = match &cli.command {
-        None | Some(Command::Run) => run(config, None),
+        None | Some(Command::Run) => run(config, None, &|| load_config(&cli)),
         Some(Command::CheckConfig) => holdfast::runtime::server::check(&config)
             .map(|plan| println!("config OK: {} routes", plan.table.routes.len()))
             .map_err(|e| e.to_string()),
@@ -151,7 +174,14 @@ fn main() -> ExitCode {
                     "*,proto=ws {addr},over_http\n* {addr}\n",
                     addr = origin.addr
                 );
-                run(config, Some(origin))
+                let routes = config.server.routes.clone();
+                let reload = move || {
+                    let mut c = load_config(&cli)?;
+                    c.server.routes_file = None;
+                    c.server.routes = routes.clone();
+                    Ok(c)
+                };
+                run(config, Some(origin), &reload)
             }
             Err(e) => Err(format!("cannot start the demo origin: {e}")),
         },

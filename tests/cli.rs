@@ -223,3 +223,79 @@ fn run_notifies_systemd_ready_and_stopping() {
     let status = child.0.wait().expect("holdfast exits");
     assert!(status.success(), "exit status {status}");
 }
+
+/// SIGHUP reloads routes without dropping held connections; an invalid file keeps the old ones.
+#[test]
+fn sighup_reloads_routes_and_keeps_held_connections() {
+    let first = Origin::fixed(stream_hold("hup", b"init\n"));
+    let second = Origin::fixed(ok(b"from the second origin\n"));
+    let dir = Scratch::new("sighup");
+    let routes = dir.file("routes", &route_to(&first));
+    let child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--publish-listen", "127.0.0.1:0"])
+        .args(["--workers", "2", "--routes", path_arg(&routes), "run"])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run holdfast");
+    let mut child = ChildGuard(child);
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (http, publish) = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("addresses logged");
+        if let Some(addrs) = parse_listening(&line) {
+            break addrs;
+        }
+    };
+    let mut held = Client::connect(http);
+    held.send(&request("GET", "/", &[], b""));
+    assert_eq!(held.read_stream_head().status, 200);
+    assert_eq!(held.next_text(), "init\n");
+    let wait_for_log = |needle: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a log line");
+        if line.contains(needle) {
+            return;
+        }
+    };
+    let hup = || {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(rc, 0);
+    };
+    // An invalid routes file: refused, the old routes stay.
+    std::fs::write(&routes, "* 127.0.0.1:80,bogus_option\n").unwrap();
+    hup();
+    wait_for_log("reload refused");
+    let mut probe = Client::connect(http);
+    probe.send(&request("GET", "/", &[], b""));
+    assert_eq!(
+        probe.read_stream_head().status,
+        200,
+        "old routes still serve"
+    );
+    drop(probe);
+    // A valid one: new requests go to the second origin.
+    std::fs::write(&routes, route_to(&second)).unwrap();
+    hup();
+    wait_for_log("reloaded");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        Client::connect(http).get("/").text(),
+        "from the second origin\n"
+    );
+    // The stream held through both reloads still gets publishes.
+    let body = items(vec![stream_item("hup", "after reload\n")]).to_string();
+    assert_eq!(post_publish(publish, &[], body.as_bytes()).status, 200);
+    assert_eq!(held.next_text(), "after reload\n");
+}

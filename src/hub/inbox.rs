@@ -22,6 +22,8 @@ pub enum WorkerMsg {
     Deliver(Arc<Delivery>),
     /// `POST /recover`: forget last ids and make every reliable hold fetch from the origin.
     Recover,
+    /// New reloadable settings (SIGHUP).
+    Reload(Arc<crate::runtime::settings::Settings>),
     /// Stop accepting, end held connections, exit.
     Shutdown,
 }

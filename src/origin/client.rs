@@ -72,7 +72,7 @@ pub async fn fetch(
     request: Vec<u8>,
     body_max: usize,
 ) -> Result<FullResponse, OriginError> {
-    let addrs = &w.shared.routes.addrs[route_index];
+    let addrs = &w.settings().routes.addrs[route_index];
     let mut last = None;
     let mut request = Some(request);
     for (n, target) in addrs.iter().enumerate() {
@@ -90,7 +90,7 @@ pub async fn fetch(
                 continue;
             }
         };
-        let timeout = w.shared.config.origin.response_timeout_ms;
+        let timeout = w.settings().config.origin.response_timeout_ms;
         let body = resp.read_body(body_max, timeout).await;
         let head = resp.head.clone();
         resp.finish(w, body.is_ok());
@@ -135,7 +135,7 @@ async fn send_to_any(
     mut request: Vec<u8>,
 ) -> Result<OriginResponse, OriginError> {
     let mut last_err = None;
-    let wait = Duration::from_millis(w.shared.config.origin.connect_timeout_ms);
+    let wait = Duration::from_millis(w.settings().config.origin.connect_timeout_ms);
     for addr in targets.iter().flatten().copied() {
         // Held until the response head arrives (or the attempt fails).
         let Ok(_lease) = monoio::time::timeout(wait, w.origin_limit.acquire(addr)).await else {
@@ -176,7 +176,7 @@ async fn send_to_any(
 }
 
 async fn connect(w: &Worker, addr: SocketAddr) -> Result<TcpStream, OriginError> {
-    let timeout = Duration::from_millis(w.shared.config.origin.connect_timeout_ms);
+    let timeout = Duration::from_millis(w.settings().config.origin.connect_timeout_ms);
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
@@ -199,10 +199,10 @@ async fn exchange(
     if let Err(source) = res {
         return Err((request, OriginError::Io { addr, source }));
     }
-    let cfg = &w.shared.config.origin;
+    let cfg = &w.settings().config.origin;
     let limits = HeadLimits {
         bytes_max: cfg.response_header_bytes_max,
-        headers_max: w.shared.config.http.headers_count_max.max(100),
+        headers_max: w.settings().config.http.headers_count_max.max(100),
     };
     let timeout = Duration::from_millis(cfg.response_timeout_ms);
     let buf = w.bufs.take();

@@ -9,6 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use crate::routes::{Route, RouteTable};
 
 /// A routes table plus, for route `r` and target `t`, the addresses `addrs[r][t]`.
+#[derive(Clone)]
 pub struct RoutePlan {
     pub table: RouteTable,
     pub addrs: Vec<Vec<Vec<SocketAddr>>>,

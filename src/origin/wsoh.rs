@@ -62,7 +62,8 @@ impl RequestTemplate {
         peer: SocketAddr,
         connection_id: &str,
     ) -> RequestTemplate {
-        let route = w.shared.routes.route(route_index);
+        let settings = w.settings();
+        let route = settings.routes.route(route_index);
         let mut out = Vec::with_capacity(1024);
         let path = route.origin_path(&head.target);
         out.extend_from_slice(format!("POST {path} HTTP/1.1\r\n").as_bytes());
@@ -79,7 +80,7 @@ impl RequestTemplate {
         for h in head.headers.iter().filter(|h| !dropped(&h.name)) {
             http1::encode_header(&mut out, &h.name, &h.value);
         }
-        let cfg = &w.shared.config.origin;
+        let cfg = &w.settings().config.origin;
         if cfg.x_forwarded_for {
             let mut xff: Vec<u8> = head
                 .headers
@@ -111,6 +112,7 @@ impl RequestTemplate {
         let mut out = Vec::with_capacity(self.head.len() + 512 + body_len);
         out.extend_from_slice(&self.head);
         if let Some(token) = w
+            .settings()
             .signers
             .for_route(self.route_index)
             .and_then(|s| s.token())
@@ -144,7 +146,7 @@ pub async fn exchange(
     route_index: usize,
     request: Vec<u8>,
 ) -> Result<Reply, OriginError> {
-    let max = w.shared.config.websocket.origin_body_bytes_max;
+    let max = w.settings().config.websocket.origin_body_bytes_max;
     client::fetch(&w, route_index, "POST", request, max).await
 }
 

@@ -209,7 +209,7 @@ impl ClientConn {
     /// Reads the next request head: Ok, a reason to stop quietly, or an error to answer.
     async fn read_head(&mut self) -> Result<RequestHead, Result<ReadStop, ClientError>> {
         let w = self.w.clone();
-        let cfg = &w.shared.config.http;
+        let cfg = &w.settings().config.http;
         let limits = HeadLimits {
             bytes_max: cfg.header_bytes_max,
             headers_max: cfg.headers_count_max,
@@ -333,8 +333,8 @@ impl ClientConn {
 
     /// Reads a whole request body within the configured size limit.
     pub async fn read_body(&mut self, head: &RequestHead) -> Result<Vec<u8>, ClientError> {
-        let max = self.w.shared.config.http.body_bytes_max;
-        let timeout = self.w.shared.config.http.header_timeout_ms;
+        let max = self.w.settings().config.http.body_bytes_max;
+        let timeout = self.w.settings().config.http.header_timeout_ms;
         if let BodyKind::Length(n) = head.body
             && n > max as u64
         {
@@ -403,7 +403,10 @@ mod tests {
     fn connection_task_size() {
         let shared = Arc::new(Shared {
             config: Config::default(),
-            routes: RoutePlan::resolve(RouteTable::parse("").unwrap()).unwrap(),
+            initial: crate::runtime::settings::Settings {
+                config: Config::default(),
+                routes: RoutePlan::resolve(RouteTable::parse("").unwrap()).unwrap(),
+            },
             inboxes: vec![Arc::new(Inbox::new(1))],
             metrics: vec![Arc::default()],
             publish_metrics: Arc::default(),

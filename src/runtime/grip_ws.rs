@@ -95,7 +95,7 @@ impl GripWs {
         let w = &conn.w;
         match c {
             Control::Subscribe { channel, .. } => {
-                let max = w.shared.config.grip.channels_max;
+                let max = w.settings().config.grip.channels_max;
                 if w.subscription_count(conn.id) >= max {
                     tracing::info!(
                         "websocket: subscription limit ({max}) reached, {channel} ignored"

@@ -153,7 +153,7 @@ async fn hold_response(
     w.set_filters(id, &spec.filters, &spec.meta);
     super::stream_hold::track_prev_ids(conn, &spec.prev_ids);
     let deadline = w.now_ms() + u64::from(spec.timeout_secs) * 1000;
-    let header_max = w.shared.config.http.header_bytes_max;
+    let header_max = w.settings().config.http.header_bytes_max;
     loop {
         w.schedule(id, deadline);
         conn.release_idle_buffer();

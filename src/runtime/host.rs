@@ -10,6 +10,13 @@ pub fn notify_ready() {
     }
 }
 
+/// Tells systemd a reload is under way (READY=1 follows when it is done).
+pub fn notify_reloading() {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Reloading]) {
+        tracing::debug!("sd_notify RELOADING: {e}");
+    }
+}
+
 /// Tells systemd that shutdown has begun.
 pub fn notify_stopping() {
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Stopping]) {

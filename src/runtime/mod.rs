@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod proxy;
 pub mod publish_api;
 pub mod server;
+pub mod settings;
 pub mod stream_hold;
 pub mod timer;
 pub mod websocket;
@@ -33,12 +34,14 @@ use std::task::Poll;
 
 use crate::config::Config;
 use crate::hub::inbox::Inbox;
-use crate::origin::targets::RoutePlan;
 
 /// What every worker reads and nobody writes after start-up.
 pub struct Shared {
+    /// The configuration at start: listeners, workers and the publish listener come from it
+    /// (changing them needs a restart).
     pub config: Config,
-    pub routes: RoutePlan,
+    /// The reloadable settings at start; each worker keeps its own copy, replaced on reload.
+    pub initial: settings::Settings,
     /// One inbox per worker, in worker order.
     pub inboxes: Vec<Arc<Inbox>>,
     /// One metrics block per worker (written only by that worker), in worker order.

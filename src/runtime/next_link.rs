@@ -73,8 +73,9 @@ fn build(
 ) -> Option<(usize, Vec<u8>)> {
     let host = host_port(url)?;
     let target = path_and_query(url);
-    let route_index = w.shared.routes.find(&host, &target, false, false)?;
-    let route = w.shared.routes.route(route_index);
+    let route_index = w.settings().routes.find(&host, &target, false, false)?;
+    let settings = w.settings();
+    let route = settings.routes.route(route_index);
     let mut out = Vec::with_capacity(512);
     let path = route.origin_path(&target);
     out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\n").as_bytes());
@@ -84,7 +85,12 @@ fn build(
         let value = format!("{channel}; last-id={last_id}");
         http1::encode_header(&mut out, "Grip-Last", value.as_bytes());
     }
-    if let Some(token) = w.signers.for_route(route_index).and_then(|s| s.token()) {
+    if let Some(token) = w
+        .settings()
+        .signers
+        .for_route(route_index)
+        .and_then(|s| s.token())
+    {
         http1::encode_header(&mut out, "Grip-Sig", token.as_bytes());
         let features = super::proxy::GRIP_FEATURES.as_bytes();
         http1::encode_header(&mut out, "Grip-Feature", features);

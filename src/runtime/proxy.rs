@@ -44,7 +44,7 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Step {
             .iter()
             .map(|h| (h.name.as_str(), h.value.as_slice())),
     );
-    let Some(route_index) = w.shared.routes.find(host, &head.target, false, is_ws) else {
+    let Some(route_index) = w.settings().routes.find(host, &head.target, false, is_ws) else {
         tracing::info!(peer = %conn.peer, host, path = head.target, "no route");
         conn.send_error(&ClientError::new(502, "No route for this host and path"))
             .await;
@@ -82,7 +82,12 @@ pub async fn retry(conn: &mut ClientConn, r: Box<Retry>) -> Step {
     let host = header_value(&head.headers, "host")
         .and_then(|v| std::str::from_utf8(v).ok())
         .unwrap_or("");
-    let Some(route_index) = conn.w.shared.routes.find(host, &head.target, false, false) else {
+    let Some(route_index) = conn
+        .w
+        .settings()
+        .routes
+        .find(host, &head.target, false, false)
+    else {
         conn.send_error(&ClientError::new(502, "No route for this host and path"))
             .await;
         return Step::Done(Outcome::Close);
@@ -99,7 +104,8 @@ async fn exchange(
     grip_last: &[(String, String)],
 ) -> Step {
     let w = conn.w.clone();
-    let route = w.shared.routes.route(route_index);
+    let settings = w.settings();
+    let route = settings.routes.route(route_index);
     let resp = match send_to_targets(conn, &head, route_index, &body, grip_last).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -127,8 +133,9 @@ async fn send_to_targets(
     grip_last: &[(String, String)],
 ) -> Result<OriginResponse, origin::OriginError> {
     let w = &conn.w;
-    let route = w.shared.routes.route(route_index);
-    let addrs = &w.shared.routes.addrs[route_index];
+    let settings = w.settings();
+    let route = settings.routes.route(route_index);
+    let addrs = &w.settings().routes.addrs[route_index];
     let mut last = None;
     for (t, target) in route.targets.iter().enumerate() {
         let host = route
@@ -196,7 +203,7 @@ fn origin_request(
     host_override: Option<&[u8]>,
     body: &[u8],
 ) -> Vec<u8> {
-    let cfg = &conn.w.shared.config.origin;
+    let cfg = &conn.w.settings().config.origin;
     let mut out = Vec::with_capacity(1024 + body.len());
     let path = route.origin_path(&head.target);
     out.extend_from_slice(format!("{} {} HTTP/1.1\r\n", head.method, path).as_bytes());
@@ -213,6 +220,7 @@ fn origin_request(
     forwarded_headers(&mut out, head, conn.peer, cfg);
     if let Some(token) = conn
         .w
+        .settings()
         .signers
         .for_route(route_index)
         .and_then(|s| s.token())
@@ -408,7 +416,7 @@ async fn grip_response(
     route: &Route,
     mut resp: OriginResponse,
 ) -> Step {
-    let cfg = &conn.w.shared.config;
+    let cfg = &conn.w.settings().config;
     let body = resp
         .read_body(
             cfg.origin.instruct_body_bytes_max,
@@ -446,7 +454,14 @@ async fn grip_response(
         }
     };
     let base = super::next_link::request_url(&req);
-    let mut spec = hold_spec(&conn.w.shared.config, route, &head, body, instruct, base);
+    let mut spec = hold_spec(
+        &conn.w.settings().config,
+        route,
+        &head,
+        body,
+        instruct,
+        base,
+    );
     if spec.mode == Some(grip::HoldMode::Response) {
         // A long-poll may have to send its request again (hint, prev-id conflict).
         spec.original = Some(Box::new((req.clone(), request_body)));

@@ -145,8 +145,11 @@ impl Server {
             config.server.connections_max_per_ip,
         );
         let shared = Arc::new(Shared {
+            initial: super::settings::Settings {
+                config: config.clone(),
+                routes,
+            },
             config,
-            routes,
             inboxes,
             metrics: (0..workers).map(|_| Arc::default()).collect(),
             publish_metrics: Arc::default(),
@@ -176,6 +179,31 @@ impl Server {
             publish_thread: Some(publish_thread),
             workers: handles,
         })
+    }
+
+    /// Replaces the reloadable settings (routes, limits, timeouts, signing) on every worker,
+    /// without touching a connection. An invalid config changes nothing and says why. Settings
+    /// that need a restart (listeners, workers, driver, publish listener and auth) keep their
+    /// start-up values; the returned list names the ones that differ.
+    pub fn reload(&self, config: Config) -> Result<Vec<&'static str>, StartError> {
+        let routes = check(&config)?;
+        let restart = super::settings::needs_restart(&self.shared.config, &config);
+        let settings = Arc::new(super::settings::Settings { config, routes });
+        for inbox in &self.shared.inboxes {
+            let mut msg = WorkerMsg::Reload(settings.clone());
+            loop {
+                match inbox.push(msg) {
+                    Ok(()) => break,
+                    Err(m) => {
+                        msg = m;
+                        inbox.ring();
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+            inbox.ring();
+        }
+        Ok(restart)
     }
 
     /// Stops accepting, ends held connections, and waits for every thread.

@@ -185,7 +185,7 @@ async fn stream_loop(
 ) -> Outcome {
     let w = conn.w.clone();
     let id = conn.id;
-    let header_max = w.shared.config.http.header_bytes_max;
+    let header_max = w.settings().config.http.header_bytes_max;
     let mut closing = false;
     loop {
         if !w.flush_conn(id) {
@@ -418,7 +418,7 @@ impl Links {
     /// Writes the fetched body and takes its instructions as the stream's new state.
     fn apply(&mut self, conn: &ClientConn, resp: FullResponse, chunked: bool) -> bool {
         let limits = GripLimits {
-            channels_max: conn.w.shared.config.grip.channels_max,
+            channels_max: conn.w.settings().config.grip.channels_max,
         };
         let instruct = match instructions(&resp, &limits) {
             Ok(i) => i,
@@ -466,7 +466,7 @@ impl Links {
         let channels: Vec<String> = instruct
             .channels
             .iter()
-            .take(w.shared.config.grip.channels_max)
+            .take(w.settings().config.grip.channels_max)
             .map(|c| format!("{}{}", self.channel_prefix, c.name))
             .collect();
         let prev_ids: Vec<(String, String)> = instruct

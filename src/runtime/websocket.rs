@@ -55,7 +55,8 @@ pub async fn open(conn: &mut ClientConn, head: RequestHead, route_index: usize) 
             return Step::Done(Outcome::Close);
         }
     };
-    let route = conn.w.shared.routes.route(route_index);
+    let settings = conn.w.settings();
+    let route = settings.routes.route(route_index);
     if !route.targets.iter().any(|t| t.over_http) {
         return super::ws_passthrough::open(conn, &head, route_index, &handshake.key).await;
     }

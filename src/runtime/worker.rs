@@ -21,6 +21,7 @@ use super::bufpool::BufPool;
 use super::client;
 use super::conns::{ConnSlot, ConnTable, Sink, SubscriberFilters, ev};
 use super::outbox::Flush;
+use super::settings::{Settings, WorkerSettings};
 use super::timer::TimerWheel;
 use crate::config::SlowConsumerPolicy;
 use crate::hub::ConnId;
@@ -28,7 +29,6 @@ use crate::hub::channels::ChannelTable;
 use crate::hub::inbox::WorkerMsg;
 use crate::metrics::WorkerMetrics;
 use crate::origin::pool::{InFlightLimit, OriginPool};
-use crate::origin::sign::Signers;
 use crate::proto::filter::Filter;
 use crate::proto::ws;
 
@@ -60,7 +60,8 @@ pub struct Worker {
     pub origins: RefCell<OriginPool>,
     /// Requests awaiting a response head, per origin address.
     pub origin_limit: Rc<InFlightLimit>,
-    pub signers: Signers,
+    /// The reloadable settings (config, routes, signers): this worker's own copy.
+    settings: RefCell<Rc<WorkerSettings>>,
     /// This worker's metrics (only this worker writes them).
     pub metrics: Arc<WorkerMetrics>,
     timers: RefCell<TimerWheel>,
@@ -77,13 +78,12 @@ impl Worker {
         let c = &shared.config;
         let bufs = BufPool::new(c.http.read_buffer_bytes, c.http.buffer_pool_max);
         let origins = OriginPool::new(c.origin.pool_idle_max, c.origin.pool_idle_timeout_ms);
-        let signers = Signers::new(&shared.routes, &c.grip);
         Worker {
             index,
             bufs,
             origins: RefCell::new(origins),
             origin_limit: InFlightLimit::new(c.origin.requests_in_flight_max),
-            signers,
+            settings: RefCell::new(Rc::new(WorkerSettings::new(&shared.initial))),
             conns: RefCell::new(ConnTable::new()),
             channels: RefCell::new(ChannelTable::new()),
             metrics: shared.metrics[index].clone(),
@@ -95,6 +95,17 @@ impl Worker {
             stop_wakers: RefCell::new(Vec::new()),
             shared,
         }
+    }
+
+    /// The settings current now; a request keeps the snapshot it started with.
+    pub fn settings(&self) -> Rc<WorkerSettings> {
+        self.settings.borrow().clone()
+    }
+
+    /// Takes new settings (SIGHUP): requests already running keep the ones they started with.
+    fn reload(&self, settings: &Settings) {
+        *self.settings.borrow_mut() = Rc::new(WorkerSettings::new(settings));
+        tracing::info!(worker = self.index, "settings reloaded");
     }
 
     /// Milliseconds since this worker started (the worker's own monotonic clock).
@@ -116,7 +127,7 @@ impl Worker {
         monoio::spawn(inbox_loop(self.clone()));
         monoio::spawn(timer_loop(self.clone()));
         self.stopped().await;
-        let deadline = self.now_ms() + self.shared.config.server.shutdown_timeout_ms;
+        let deadline = self.now_ms() + self.settings().config.server.shutdown_timeout_ms;
         while !self.conns.borrow().is_empty() && self.now_ms() < deadline {
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -163,7 +174,7 @@ impl Worker {
     /// Registers a new connection's socket; None when this worker is at its connection limit.
     pub fn register(&self, fd: std::os::fd::RawFd, ip: std::net::IpAddr) -> Option<ConnId> {
         let mut conns = self.conns.borrow_mut();
-        if conns.len() >= self.shared.config.server.connections_max_per_worker {
+        if conns.len() >= self.settings().config.server.connections_max_per_worker {
             return None;
         }
         if let Err(why) = self.shared.admission.admit(ip) {
@@ -402,7 +413,8 @@ impl Worker {
     /// socket first gets a chance to take what it can; only a subscriber still over the limit
     /// after that meets the slow-consumer policy.
     pub fn queue(&self, slot: &mut ConnSlot, id: ConnId, bytes: bytes::Bytes) -> Queued {
-        let max = self.shared.config.hold.outbox_bytes_max;
+        // Per subscriber per message: a borrow, not a snapshot.
+        let max = self.settings.borrow().config.hold.outbox_bytes_max;
         if slot.outbox.bytes() + bytes.len() > max && !slot.write_blocked {
             flush_slot(slot, self.now_ms(), &self.metrics);
         }
@@ -419,7 +431,7 @@ impl Worker {
 
     fn over_limit(&self, slot: &mut ConnSlot, max: usize) -> Queued {
         WorkerMetrics::inc(&self.metrics.slow_consumers);
-        if self.shared.config.hold.slow_consumer == SlowConsumerPolicy::DropMessages {
+        if self.settings().config.hold.slow_consumer == SlowConsumerPolicy::DropMessages {
             tracing::debug!(worker = self.index, "slow consumer: message dropped");
             return Queued::Dropped;
         }
@@ -566,6 +578,7 @@ async fn inbox_loop(w: Rc<Worker>) {
                     published.push(d.published_at);
                 }
                 WorkerMsg::Recover => w.recover_all(),
+                WorkerMsg::Reload(settings) => w.reload(&settings),
                 WorkerMsg::Shutdown => w.begin_shutdown(),
             }
             handled += 1;

@@ -65,7 +65,8 @@ fn upgrade_request(
     host: Option<&[u8]>,
 ) -> Vec<u8> {
     let w = &conn.w;
-    let route = w.shared.routes.route(route_index);
+    let settings = w.settings();
+    let route = settings.routes.route(route_index);
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(
         format!("GET {} HTTP/1.1\r\n", route.origin_path(&head.target)).as_bytes(),
@@ -77,20 +78,25 @@ fn upgrade_request(
     for h in head.headers.iter().filter(|h| !dropped(&h.name)) {
         http1::encode_header(&mut out, &h.name, &h.value);
     }
-    if w.shared.config.origin.x_forwarded_for {
+    if w.settings().config.origin.x_forwarded_for {
         http1::encode_header(
             &mut out,
             "X-Forwarded-For",
             conn.peer.ip().to_string().as_bytes(),
         );
     }
-    if w.shared.config.origin.x_forwarded_proto {
+    if w.settings().config.origin.x_forwarded_proto {
         http1::encode_header(&mut out, "X-Forwarded-Proto", b"http");
     }
     if !route.no_grip {
         http1::encode_header(&mut out, "Sec-WebSocket-Extensions", b"grip");
     }
-    if let Some(token) = w.signers.for_route(route_index).and_then(|s| s.token()) {
+    if let Some(token) = w
+        .settings()
+        .signers
+        .for_route(route_index)
+        .and_then(|s| s.token())
+    {
         http1::encode_header(&mut out, "Grip-Sig", token.as_bytes());
         http1::encode_header(&mut out, "Grip-Feature", GRIP_FEATURES.as_bytes());
     }
@@ -104,7 +110,8 @@ async fn connect(
     route_index: usize,
 ) -> Result<OriginResponse, origin::OriginError> {
     let w = &conn.w;
-    let route = w.shared.routes.route(route_index);
+    let settings = w.settings();
+    let route = settings.routes.route(route_index);
     let mut last = None;
     for (t, target) in route.targets.iter().enumerate() {
         let host = route
@@ -113,7 +120,7 @@ async fn connect(
             .or(target.host_header.as_deref())
             .map(str::as_bytes);
         let request = upgrade_request(conn, head, route_index, host);
-        let addrs = std::slice::from_ref(&w.shared.routes.addrs[route_index][t]);
+        let addrs = std::slice::from_ref(&settings.routes.addrs[route_index][t]);
         match origin::send(w, addrs, "GET", request).await {
             Ok(resp) => return Ok(resp),
             Err(e @ origin::OriginError::Timeout(_)) => return Err(e),
@@ -153,7 +160,8 @@ pub async fn open(
             .await;
         return Step::Done(Outcome::Close);
     }
-    let route = w.shared.routes.route(route_index);
+    let settings = w.settings();
+    let route = settings.routes.route(route_index);
     let extensions: Vec<&[u8]> = resp
         .head
         .headers
@@ -176,7 +184,7 @@ pub async fn open(
         return Step::Done(Outcome::Close);
     }
     let limits = |require_mask| ws::SessionLimits {
-        message_bytes_max: w.shared.config.websocket.message_bytes_max,
+        message_bytes_max: w.settings().config.websocket.message_bytes_max,
         require_mask,
     };
     let grip = GripWs::new(prefix, route.prefix.clone());
@@ -196,7 +204,7 @@ pub async fn open(
 
 /// The origin did not switch protocols: the client gets its answer.
 async fn refuse(conn: &mut ClientConn, mut resp: OriginResponse) -> Step {
-    let cfg = &conn.w.shared.config.origin;
+    let cfg = &conn.w.settings().config.origin;
     let body = resp
         .read_body(cfg.instruct_body_bytes_max, cfg.response_timeout_ms)
         .await
@@ -263,7 +271,7 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<PassSession>) -> Outcome {
         if s.state == State::Ending {
             return Outcome::Close;
         }
-        if let Some(at) = s.next_deadline(&w.shared.config.websocket) {
+        if let Some(at) = s.next_deadline(&w.settings().config.websocket) {
             w.schedule(conn.id, at);
         }
         conn.release_idle_buffer();
@@ -311,7 +319,7 @@ impl PassSession {
 
     fn closing(&mut self, conn: &ClientConn) {
         if self.state == State::Open {
-            let deadline_ms = conn.w.now_ms() + conn.w.shared.config.websocket.close_timeout_ms;
+            let deadline_ms = conn.w.now_ms() + conn.w.settings().config.websocket.close_timeout_ms;
             self.state = State::Closing { deadline_ms };
         }
     }
@@ -333,7 +341,7 @@ impl PassSession {
                 self.state = State::Ending;
             }
             self.grip.keep_alive_tick(conn);
-            let cfg = &conn.w.shared.config.websocket;
+            let cfg = &conn.w.settings().config.websocket;
             if self.state == State::Open
                 && let Some(v) = self.guard.check_time(conn.w.now_ms(), cfg)
             {
@@ -376,7 +384,7 @@ impl PassSession {
         let (messages, used, failure) = decode_all(&mut self.client_ws, &mut buf);
         buf.drain(..used);
         *conn.inbuf() = buf;
-        let cfg = &conn.w.shared.config.websocket;
+        let cfg = &conn.w.settings().config.websocket;
         let broken =
             self.guard
                 .after_decode(conn.w.now_ms(), &messages, self.client_ws.in_message(), cfg);

@@ -68,8 +68,9 @@ pub struct WsohSession {
 impl WsohSession {
     /// A session whose OPEN exchange succeeded with `reply` (events after OPEN in `rest`).
     pub fn new(w: &Worker, template: RequestTemplate, reply: &Reply, rest: Vec<Event>) -> Self {
-        let cfg = &w.shared.config.websocket;
-        let route = w.shared.routes.route(template.route_index());
+        let cfg = &w.settings().config.websocket;
+        let settings = w.settings();
+        let route = settings.routes.route(template.route_index());
         let extensions: Vec<&[u8]> = reply
             .headers
             .iter()
@@ -124,7 +125,7 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<WsohSession>) -> Outcome {
     for event in std::mem::take(&mut s.opening_events) {
         s.on_origin_event(conn, event);
     }
-    let header_max = w.shared.config.http.header_bytes_max;
+    let header_max = w.settings().config.http.header_bytes_max;
     loop {
         s.maybe_send(conn);
         s.settle_client_close(conn);
@@ -200,7 +201,7 @@ impl WsohSession {
     /// Writes what is queued for the client (bounded by the close timeout), then ends.
     async fn drain(&mut self, conn: &mut ClientConn) -> Outcome {
         let w = conn.w.clone();
-        let deadline = w.now_ms() + w.shared.config.websocket.close_timeout_ms;
+        let deadline = w.now_ms() + w.settings().config.websocket.close_timeout_ms;
         loop {
             if !w.flush_conn(conn.id) {
                 return Outcome::Close;
@@ -224,7 +225,8 @@ impl WsohSession {
 
     fn wants_client_bytes(&self, w: &Worker) -> bool {
         let open = matches!(self.state, State::Open | State::CloseSent { .. });
-        open && !self.ws.is_closed() && self.queue_bytes < w.shared.config.websocket.queue_bytes_max
+        open && !self.ws.is_closed()
+            && self.queue_bytes < w.settings().config.websocket.queue_bytes_max
     }
 
     fn next_deadline(&self, w: &Worker) -> Option<u64> {
@@ -242,7 +244,7 @@ impl WsohSession {
         if self.client_close.is_some() {
             consider(self.client_close_deadline_ms);
         }
-        if let Some(t) = self.guard.deadline(&w.shared.config.websocket) {
+        if let Some(t) = self.guard.deadline(&w.settings().config.websocket) {
             consider(t);
         }
         at.map(|a| a.max(w.now_ms()))
@@ -258,7 +260,7 @@ impl WsohSession {
         }
         if e & ev::CLOSE != 0 && self.state == State::Open {
             // A published close frame is already queued by the fan-out.
-            let deadline_ms = w.now_ms() + w.shared.config.websocket.close_timeout_ms;
+            let deadline_ms = w.now_ms() + w.settings().config.websocket.close_timeout_ms;
             self.state = State::CloseSent { deadline_ms };
         }
         if e & ev::REFRESH != 0 {
@@ -281,7 +283,7 @@ impl WsohSession {
         }
         self.grip.keep_alive_tick(conn);
         if self.state == State::Open
-            && let Some(v) = self.guard.check_time(now, &w.shared.config.websocket)
+            && let Some(v) = self.guard.check_time(now, &w.settings().config.websocket)
         {
             self.client_failed(conn, v.code, v.reason);
         }
@@ -308,7 +310,7 @@ impl WsohSession {
         }
         buf.drain(..used);
         *conn.inbuf() = buf;
-        let cfg = &conn.w.shared.config.websocket;
+        let cfg = &conn.w.settings().config.websocket;
         let broken = self
             .guard
             .after_decode(conn.w.now_ms(), &messages, self.ws.in_message(), cfg);
@@ -352,7 +354,7 @@ impl WsohSession {
                         reason: reason.as_bytes().to_vec(),
                     });
                     self.client_close = Some((code, reason));
-                    let timeout = conn.w.shared.config.websocket.close_timeout_ms;
+                    let timeout = conn.w.settings().config.websocket.close_timeout_ms;
                     self.client_close_deadline_ms = conn.w.now_ms() + timeout;
                     self.state = State::ClientClosed;
                 } else {
@@ -388,7 +390,7 @@ impl WsohSession {
     fn close_client(&mut self, conn: &mut ClientConn, code: u16, reason: &str) {
         if matches!(self.state, State::Open) {
             queue_close(conn, code, reason);
-            let deadline_ms = conn.w.now_ms() + conn.w.shared.config.websocket.close_timeout_ms;
+            let deadline_ms = conn.w.now_ms() + conn.w.settings().config.websocket.close_timeout_ms;
             self.state = State::CloseSent { deadline_ms };
         } else if !matches!(self.state, State::CloseSent { .. }) {
             self.state = State::Ending;
@@ -410,7 +412,7 @@ impl WsohSession {
             }
             self.retry_at_ms = None;
         } else if !self.queue.is_empty() {
-            self.take_batch(w.shared.config.websocket.batch_bytes_max);
+            self.take_batch(w.settings().config.websocket.batch_bytes_max);
         } else {
             let keep_alive_due = self
                 .keep_alive_ms
@@ -488,7 +490,7 @@ impl WsohSession {
     }
 
     fn on_origin_error(&mut self, conn: &mut ClientConn, e: OriginError) {
-        let max = conn.w.shared.config.websocket.retries_max;
+        let max = conn.w.settings().config.websocket.retries_max;
         if origin_wsoh::is_retryable(&e) && self.retries < max {
             let backoff = 1000u64 << self.retries.min(10);
             self.retries += 1;
@@ -542,7 +544,7 @@ impl WsohSession {
                     (State::Open, Some(_)) => self.close_client(conn, ws::CLOSE_NORMAL, &reason),
                     (State::Open, None) => {
                         queue_frame(conn, Opcode::Close, &[]);
-                        let timeout = conn.w.shared.config.websocket.close_timeout_ms;
+                        let timeout = conn.w.settings().config.websocket.close_timeout_ms;
                         let deadline_ms = conn.w.now_ms() + timeout;
                         self.state = State::CloseSent { deadline_ms };
                     }

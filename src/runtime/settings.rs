@@ -1,0 +1,60 @@
+//! What a reload (SIGHUP) can change: the configuration and the routes, resolved. Each worker
+//! keeps its own copy behind an `Rc` (with the Grip-Sig signers built from it), so reading it on
+//! the request path costs no atomic operation; a request takes the snapshot current when it
+//! starts, so a reload never changes a request half-way.
+
+use crate::config::Config;
+use crate::origin::sign::Signers;
+use crate::origin::targets::RoutePlan;
+
+/// The reloadable settings, as the main thread builds and sends them.
+#[derive(Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub routes: RoutePlan,
+}
+
+/// One worker's copy of the settings.
+pub struct WorkerSettings {
+    pub config: Config,
+    pub routes: RoutePlan,
+    pub signers: Signers,
+}
+
+impl WorkerSettings {
+    pub fn new(s: &Settings) -> WorkerSettings {
+        WorkerSettings {
+            signers: Signers::new(&s.routes, &s.config.grip),
+            config: s.config.clone(),
+            routes: s.routes.clone(),
+        }
+    }
+}
+
+/// Settings a reload cannot change (they need a restart), named when they differ.
+pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if old.server.listen != new.server.listen {
+        fields.push("server.listen");
+    }
+    if old.server.workers != new.server.workers {
+        fields.push("server.workers");
+    }
+    if old.server.driver != new.server.driver {
+        fields.push("server.driver");
+    }
+    if old.publish.listen != new.publish.listen {
+        fields.push("publish.listen");
+    }
+    let auth = |c: &Config| {
+        (
+            c.publish.basic_auth.clone(),
+            c.publish.jwt_key.clone(),
+            c.publish.jwt_iss.clone(),
+        )
+    };
+    if auth(old) != auth(new) {
+        fields.push("publish auth");
+    }
+    fields
+}
