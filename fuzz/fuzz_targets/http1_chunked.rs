@@ -11,7 +11,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // Byte 0: how many split points follow (0..=3); then that many bytes of split points.
-    let Some((&n, rest)) = data.split_first() else { return };
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
     let n = usize::from(n % 4).min(rest.len());
     let (cuts, body) = rest.split_at(n);
     check_splits(cuts, body);
@@ -30,10 +32,16 @@ fn feed(pieces: &[&[u8]]) -> (Vec<u8>, usize, bool, bool) {
                 assert_eq!(p.done, dec.is_done());
                 consumed += p.consumed;
                 if !p.done {
-                    assert_eq!(p.consumed, piece.len(), "not done, yet bytes left unconsumed");
+                    assert_eq!(
+                        p.consumed,
+                        piece.len(),
+                        "not done, yet bytes left unconsumed"
+                    );
                 } else {
                     // Done is final: nothing more is consumed.
-                    let again = dec.decode(b"0\r\n\r\n", &mut out).expect("decode after done");
+                    let again = dec
+                        .decode(b"0\r\n\r\n", &mut out)
+                        .expect("decode after done");
                     assert_eq!(again.consumed, 0);
                     assert!(again.done);
                     return (out, consumed, true, false);
@@ -60,7 +68,10 @@ fn check_splits(cuts: &[u8], body: &[u8]) {
     }
     pieces.push(&body[start..]);
     let (out, used, done, err) = feed(&pieces);
-    assert_eq!(err, whole_err, "split feed and whole feed disagree on error");
+    assert_eq!(
+        err, whole_err,
+        "split feed and whole feed disagree on error"
+    );
     assert_eq!(done, whole_done);
     if !err {
         assert_eq!(out, whole_out);
@@ -78,7 +89,10 @@ fn check_splits(cuts: &[u8], body: &[u8]) {
 fn check_encode_round_trip(cuts: &[u8], data: &[u8]) {
     let mut wire = Vec::new();
     let mut rest = data;
-    let mut sizes = cuts.iter().map(|&c| usize::from(c)).chain(std::iter::repeat(97));
+    let mut sizes = cuts
+        .iter()
+        .map(|&c| usize::from(c))
+        .chain(std::iter::repeat(97));
     while !rest.is_empty() {
         let take = sizes.next().unwrap_or(1).max(1).min(rest.len());
         encode_chunk(&mut wire, &rest[..take]);

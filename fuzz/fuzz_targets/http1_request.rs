@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
 
 /// A cut point strictly inside `used`, derived from the input so every length gets exercised.
 fn cut_inside(data: &[u8], used: usize) -> usize {
-    let seed = data.iter().fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let seed = data
+        .iter()
+        .fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b.into()));
     seed % used
 }
 
@@ -42,8 +44,16 @@ fn check_request(data: &[u8]) {
         return;
     };
     assert!(used > 0 && used <= data.len() && used <= LIMITS.bytes_max);
-    assert_ne!(head.body, BodyKind::UntilClose, "a request body never runs until close");
-    assert_ne!(head.body, BodyKind::Length(0), "an empty body is BodyKind::None");
+    assert_ne!(
+        head.body,
+        BodyKind::UntilClose,
+        "a request body never runs until close"
+    );
+    assert_ne!(
+        head.body,
+        BodyKind::Length(0),
+        "an empty body is BodyKind::None"
+    );
     if header_value(&head.headers, "transfer-encoding").is_some() {
         assert_eq!(head.body, BodyKind::Chunked);
     }
@@ -100,8 +110,9 @@ fn check_response(data: &[u8], method: &str) {
         return;
     };
     assert!(used > 0 && used <= data.len() && used <= LIMITS.bytes_max);
-    assert!(head.code <= 999);
-    let bodiless = method == "HEAD" || (100..200).contains(&head.code) || [204, 304].contains(&head.code);
+    assert!((100..=999).contains(&head.code));
+    let bodiless =
+        method == "HEAD" || (100..200).contains(&head.code) || [204, 304].contains(&head.code);
     if bodiless {
         assert_eq!(head.body, BodyKind::None);
     }
@@ -117,7 +128,10 @@ fn check_response(data: &[u8], method: &str) {
     }
     let cut = cut_inside(data, used);
     assert!(
-        matches!(parse_response(&data[..cut], LIMITS, method), Ok(Parsed::NeedMore)),
+        matches!(
+            parse_response(&data[..cut], LIMITS, method),
+            Ok(Parsed::NeedMore)
+        ),
         "prefix of {cut} bytes of a {used}-byte head is not NeedMore"
     );
     let mut out = Vec::new();

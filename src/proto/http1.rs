@@ -183,6 +183,11 @@ pub fn parse_response(
     let code = resp
         .code
         .ok_or(Http1Error::Malformed("missing status code"))?;
+    // httparse takes any three digits; "011" would be re-sent to the client as "11", a status line
+    // no client can parse (found by fuzz/http1_request).
+    if code < 100 {
+        return Err(Http1Error::Malformed("status code below 100"));
+    }
     let reason = resp.reason.unwrap_or("").to_string();
     let headers = own_headers(resp.headers);
     let body = response_body_kind(code, request_method, &headers)?;
@@ -828,6 +833,17 @@ mod tests {
             (h.code, h.reason.as_str(), h.body),
             (404, "Nope", BodyKind::Chunked)
         );
+    }
+
+    #[test]
+    fn response_status_code_below_100_is_rejected() {
+        // Fuzz finding: "011" parsed as code 11, which encode_status_line writes as "11".
+        let r = parse_response(b"HTTP/1.0 011 Unknown\r\n\r\n", LIMITS, "GET");
+        assert_eq!(
+            r.err(),
+            Some(Http1Error::Malformed("status code below 100"))
+        );
+        assert_eq!(resp("HTTP/1.1 100 Continue\r\n\r\n", "GET").code, 100);
     }
 
     fn dechunk(input: &[u8], step: usize) -> Result<(Vec<u8>, bool, usize), Http1Error> {

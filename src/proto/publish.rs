@@ -131,7 +131,7 @@ pub struct WsMessageFormat {
     pub kind: WsMessageKind,
     /// Payload for `send` (`content` as UTF-8, or `content-bin` decoded); empty otherwise.
     pub content: Vec<u8>,
-    /// Close code for `close`: 1000–4999 without 1004–1006 and 1015 (codes an endpoint may send).
+    /// Close code for `close`: one a WebSocket peer accepts (1000–1003, 1007–1014, 3000–4999).
     pub close_code: Option<u16>,
     /// Close reason for `close`, at most 123 bytes; `None` when absent or empty.
     pub close_reason: Option<String>,
@@ -608,7 +608,7 @@ fn parse_ws_close(obj: &Obj<'_>) -> Res<(Option<u16>, Option<String>)> {
             Ok(code) if is_sendable_close_code(code) => Some(code),
             _ => {
                 let what = "is not a close code that may be sent \
-                            (1000-4999, except 1004-1006 and 1015)";
+                            (1000-1003, 1007-1014, 3000-4999)";
                 return Err(obj.fail("code", what));
             }
         },
@@ -622,9 +622,12 @@ fn parse_ws_close(obj: &Obj<'_>) -> Res<(Option<u16>, Option<String>)> {
     Ok((code, reason.map(str::to_owned)))
 }
 
-/// RFC 6455 §7.4: 1004 is reserved, 1005, 1006 and 1015 must never be sent in a frame.
+/// RFC 6455 §7.4: 1004 is reserved, 1005, 1006 and 1015 must never be sent in a frame, and
+/// 1016-2999 are reserved for the protocol: a peer fails the connection on them (Autobahn 7.9,
+/// browsers, holdfast's own `ws::Session`), so a publish must not send one (found by
+/// fuzz/publish_body, which decodes every published close frame).
 fn is_sendable_close_code(code: u16) -> bool {
-    (1000..=4999).contains(&code) && !matches!(code, 1004..=1006 | 1015)
+    crate::proto::ws::is_valid_close_code(code)
 }
 
 #[cfg(test)]
@@ -757,8 +760,8 @@ mod tests {
         r#"{"ws-message":{"action":"hint"}} => "formats.ws-message.action" must be one of "send", "close", "refresh" (got "hint")"#,
         r#"{"ws-message":{"type":"text","content-bin":"/w=="}} => "formats.ws-message.content-bin" is not valid UTF-8, as a text message needs"#,
         r#"{"ws-message":{"action":"close","reason":"too long....................................................................................................................."}} => "formats.ws-message.reason" is longer than 123 bytes"#,
-        r#"{"ws-message":{"action":"close","code":1005}} => "formats.ws-message.code" is not a close code that may be sent (1000-4999, except 1004-1006 and 1015)"#,
-        r#"{"ws-message":{"action":"close","code":70000}} => "formats.ws-message.code" is not a close code that may be sent (1000-4999, except 1004-1006 and 1015)"#,
+        r#"{"ws-message":{"action":"close","code":1005}} => "formats.ws-message.code" is not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)"#,
+        r#"{"ws-message":{"action":"close","code":70000}} => "formats.ws-message.code" is not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)"#,
         r#"{"ws-message":{"type":"ping","content":"pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp"}} => "formats.ws-message.content" is larger than 125 bytes (a control frame)"#,
         r#"{} => no formats specified ("formats" is missing or empty)"#,
     ];
@@ -773,13 +776,29 @@ mod tests {
                 "{formats}"
             );
         }
-        let unsendable = [999, 1004, 1005, 1006, 1015, 5000];
+        let unsendable = [999, 1004, 1005, 1006, 1015, 1016, 2999, 5000];
         assert!(!unsendable.into_iter().any(is_sendable_close_code));
         assert!(
-            [1000, 1003, 1007, 1014, 1016, 3000, 4999]
+            [1000, 1003, 1007, 1014, 3000, 4999]
                 .into_iter()
                 .all(is_sendable_close_code)
         );
+    }
+
+    #[test]
+    fn close_code_reserved_for_the_protocol_is_refused() {
+        // Fuzz finding (fuzz/publish_body): code 2000 was accepted and sent in a close frame
+        // that WebSocket clients, holdfast's own ws::Session included, reject as a protocol error.
+        for code in [1016, 2000, 2999] {
+            let formats = format!(r#"{{"ws-message":{{"action":"close","code":{code}}}}}"#);
+            let err = one(&formats).unwrap_err();
+            assert!(
+                err.contains("is not a close code that may be sent"),
+                "{err}"
+            );
+        }
+        let ok = one(r#"{"ws-message":{"action":"close","code":3000}}"#).unwrap();
+        assert_eq!(ok.ws_message.unwrap().close_code, Some(3000));
     }
 
     /// `item fields => error`; the item gets a valid format after these fields.
