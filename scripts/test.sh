@@ -55,3 +55,6 @@ fi
 
 echo "== Autobahn|Testsuite (WebSocket conformance, sections 1-11)"
 scripts/autobahn/run.sh target/debug/holdfast
+
+echo "== fuzz smoke run (every cargo-fuzz target for 5 s from its seeds; fuzz/run.sh SECONDS for longer)"
+fuzz/run.sh 5
