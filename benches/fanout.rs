@@ -24,6 +24,8 @@ fn worker() -> Worker {
         initial: holdfast::runtime::settings::Settings {
             config: config.clone(),
             routes: RoutePlan::resolve(RouteTable::default()).expect("empty routes"),
+            tls: None,
+            origin_tls: None,
         },
         config,
         inboxes: vec![Arc::new(Inbox::new(1))],

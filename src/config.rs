@@ -17,6 +17,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../config/holdfast.toml");
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub tls: TlsConfig,
     pub http: HttpConfig,
     pub origin: OriginConfig,
     pub grip: GripConfig,
@@ -86,6 +87,26 @@ impl Default for ServerConfig {
     }
 }
 
+/// HTTPS and WSS listeners and their certificates.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// TLS client listeners (HTTPS, WSS). Each worker binds its own SO_REUSEPORT socket.
+    pub listen: Vec<SocketAddr>,
+    /// Certificates, chosen per connection by the SNI name against each certificate's DNS names;
+    /// the first one answers clients that send no name or an unknown one.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// One certificate: a PEM chain (leaf first) and its PEM private key (PKCS#8, PKCS#1 or SEC1).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// Relative paths are relative to the config file.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Limits and timeouts on the client side of HTTP/1.1.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +162,9 @@ pub struct OriginConfig {
     pub x_forwarded_for: bool,
     /// Set X-Forwarded-Proto to the client's scheme.
     pub x_forwarded_proto: bool,
+    /// CA certificates (PEM) trusted for origins reached over TLS (`ssl` targets). Unset: the
+    /// system's roots. Relative paths are relative to the config file.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for OriginConfig {
@@ -155,6 +179,7 @@ impl Default for OriginConfig {
             requests_in_flight_max: 100,
             x_forwarded_for: true,
             x_forwarded_proto: true,
+            tls_ca_file: None,
         }
     }
 }
@@ -341,10 +366,18 @@ impl Config {
             path: path.map(Path::to_path_buf),
             message: e.to_string(),
         })?;
-        if let (Some(file), Some(dir)) = (&config.server.routes_file, path.and_then(Path::parent))
-            && file.is_relative()
-        {
-            config.server.routes_file = Some(dir.join(file));
+        if let Some(dir) = path.and_then(Path::parent) {
+            let anchor = |file: &mut PathBuf| {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            };
+            config.server.routes_file.iter_mut().for_each(anchor);
+            config.origin.tls_ca_file.iter_mut().for_each(anchor);
+            for c in &mut config.tls.certificates {
+                anchor(&mut c.cert);
+                anchor(&mut c.key);
+            }
         }
         Ok(config)
     }
@@ -375,8 +408,11 @@ impl Config {
     /// Checks values that parse but make no sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
-        if self.server.listen.is_empty() {
-            return bad("server.listen is empty");
+        if self.server.listen.is_empty() && self.tls.listen.is_empty() {
+            return bad("server.listen and tls.listen are both empty");
+        }
+        if !self.tls.listen.is_empty() && self.tls.certificates.is_empty() {
+            return bad("tls.listen is set but tls.certificates is empty");
         }
         if self.http.header_bytes_max < 64 {
             return bad("http.header_bytes_max must be at least 64");
@@ -441,6 +477,7 @@ mod tests {
         let file = Config::from_toml(EMBEDDED_DEFAULT, None).unwrap();
         let code = Config::default();
         assert_eq!(format!("{:?}", file.http), format!("{:?}", code.http));
+        assert_eq!(file.tls, code.tls);
         assert_eq!(format!("{:?}", file.origin), format!("{:?}", code.origin));
         assert_eq!(format!("{:?}", file.hold), format!("{:?}", code.hold));
         assert_eq!(format!("{:?}", file.publish), format!("{:?}", code.publish));
@@ -468,6 +505,13 @@ mod tests {
             c.server.routes_file.as_deref(),
             Some(Path::new("/etc/holdfast/routes"))
         );
+        let c = Config::from_toml(
+            "[[tls.certificates]]\ncert = \"a.pem\"\nkey = \"/k/a.key\"\n",
+            Some(Path::new("/etc/holdfast/holdfast.toml")),
+        )
+        .unwrap();
+        assert_eq!(c.tls.certificates[0].cert, Path::new("/etc/holdfast/a.pem"));
+        assert_eq!(c.tls.certificates[0].key, Path::new("/k/a.key"));
     }
 
     #[test]
@@ -478,6 +522,10 @@ mod tests {
         let mut c = Config::default();
         c.server.listen.clear();
         assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.tls.listen = vec![SocketAddr::from(([127, 0, 0, 1], 443))];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("tls.certificates"), "{err}");
     }
 
     #[test]

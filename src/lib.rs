@@ -15,6 +15,7 @@ pub mod origin;
 pub mod proto;
 pub mod routes;
 pub mod runtime;
+pub mod tls;
 
 pub use config::Config;
 pub use runtime::server::{Server, StartError};

@@ -164,7 +164,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         None | Some(Command::Run) => run(config, None, &|| load_config(&cli)),
         Some(Command::CheckConfig) => holdfast::runtime::server::check(&config)
-            .map(|plan| println!("config OK: {} routes", plan.table.routes.len()))
+            .map(|s| {
+                println!(
+                    "config OK: {} routes, {} TLS certificates",
+                    s.routes.table.routes.len(),
+                    s.config.tls.certificates.len()
+                )
+            })
             .map_err(|e| e.to_string()),
         Some(Command::Demo { origin_listen }) => match DemoOrigin::start(*origin_listen) {
             Ok(origin) => {

@@ -54,8 +54,8 @@
 //! ignores `path_rem`), and a repeated condition (Pushpin drops the later line).
 //! Pushpin features holdfast does not have yet are refused as "not supported by holdfast":
 //! condition options `aco`, `session`, `sockjs`, `sockjs_as_path`, `header`, `orig_headers`,
-//! `log_level`, `jsonp_*`; target options `ssl`, `insecure`, `untrusted`, `trust_connect_host`,
-//! `one_event`, `ipc_file_mode`; `test`, `zhttp/` and `zhttpreq/` targets; `sig_key=file:`.
+//! `log_level`, `jsonp_*`; target options `untrusted`, `one_event`, `ipc_file_mode`; `test`,
+//! `zhttp/` and `zhttpreq/` targets; `sig_key=file:`.
 
 use std::net::Ipv6Addr;
 use std::str::CharIndices;
@@ -67,8 +67,7 @@ use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 const UNSUPPORTED_CONDITION_OPTIONS: &str =
     "aco session sockjs sockjs_as_path header orig_headers log_level";
 /// Target options Pushpin accepts that holdfast does not implement.
-const UNSUPPORTED_TARGET_OPTIONS: &str =
-    "ssl insecure untrusted trust_connect_host one_event ipc_file_mode";
+const UNSUPPORTED_TARGET_OPTIONS: &str = "untrusted one_event ipc_file_mode";
 
 type Result<T, E = RoutesError> = std::result::Result<T, E>;
 
@@ -136,6 +135,13 @@ pub struct Target {
     pub host_header: Option<String>,
     /// `sub=<channel>` (repeatable): channels to subscribe the connection to.
     pub subs: Vec<String>,
+    /// `ssl`: reach this target over TLS.
+    pub ssl: bool,
+    /// `insecure`: with `ssl`, accept any certificate (testing only).
+    pub insecure: bool,
+    /// `trust_connect_host`: with `ssl`, check the certificate against the target's host rather
+    /// than the Host header sent to it.
+    pub trust_connect_host: bool,
 }
 
 /// Why a routes file was refused. Every message names the 1-based line.
@@ -517,6 +523,9 @@ fn parse_target(line: usize, section: &Section) -> Result<Target> {
             "over_http" => target.over_http = flag(opt)?,
             "host" => target.host_header = Some(non_empty(opt)?),
             "sub" => target.subs.push(non_empty(opt)?),
+            "ssl" => target.ssl = flag(opt)?,
+            "insecure" => target.insecure = flag(opt)?,
+            "trust_connect_host" => target.trust_connect_host = flag(opt)?,
             _ if is_listed(UNSUPPORTED_TARGET_OPTIONS, name) => {
                 return Err(unsupported(opt.line, name, "target"));
             }
@@ -524,6 +533,15 @@ fn parse_target(line: usize, section: &Section) -> Result<Target> {
         }
     }
     check_repeats(&section.opts, &["sub"])?;
+    let tls_only = ["insecure", "trust_connect_host"];
+    if let Some(opt) = section
+        .opts
+        .iter()
+        .find(|o| tls_only.contains(&o.name.as_str()))
+        && !target.ssl
+    {
+        return Err(invalid(opt, "this option needs `ssl` on the same target"));
+    }
     Ok(target)
 }
 
@@ -718,6 +736,9 @@ mod tests {
             for sub in &t.subs {
                 push_opt(&mut out, "sub", Some(sub.clone()));
             }
+            push_opt(&mut out, "ssl", flag(t.ssl));
+            push_opt(&mut out, "insecure", flag(t.insecure));
+            push_opt(&mut out, "trust_connect_host", flag(t.trust_connect_host));
         }
         out
     }
@@ -951,7 +972,7 @@ mod tests {
                 "*,{opt} a:1|condition option `{name}`|{unsupported}"
             )]);
         }
-        let target = "ssl insecure untrusted trust_connect_host one_event ipc_file_mode=777";
+        let target = "untrusted one_event ipc_file_mode=777";
         for opt in target.split(' ') {
             let name = opt.split('=').next().unwrap();
             assert_errs(&[&format!(
@@ -959,6 +980,23 @@ mod tests {
             )]);
         }
         assert_errs(&["*,sig_key=file:key.pem a:1|`sig_key=file:`|not supported by holdfast"]);
+    }
+
+    #[test]
+    fn tls_targets() {
+        let t =
+            RouteTable::parse("* a:443,ssl,host=api.test b:8443,ssl,insecure,trust_connect_host\n")
+                .unwrap();
+        let [a, b] = &t.routes[0].targets[..] else {
+            panic!("two targets")
+        };
+        assert!(a.ssl && !a.insecure && !a.trust_connect_host);
+        assert!(b.ssl && b.insecure && b.trust_connect_host);
+        assert_errs(&[
+            "* a:1,insecure|`insecure`|needs `ssl`",
+            "* a:1,trust_connect_host|`trust_connect_host`|needs `ssl`",
+            "* a:1,ssl=yes|`ssl`|flag",
+        ]);
     }
 
     #[test]

@@ -9,12 +9,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use super::stream::{Dest, OriginStream, PoolKey, TlsDest};
 use crate::metrics::WorkerMetrics;
 use crate::proto::http1::{self, BodyDecoder, HeadLimits, Http1Error, Parsed, ResponseHead};
+use crate::runtime::settings::WorkerSettings;
 use crate::runtime::worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,60 @@ pub enum OriginError {
     },
     #[error("origin {addr} response body over {max} bytes")]
     BodyTooLarge { addr: SocketAddr, max: usize },
+    #[error("TLS with origin {addr} failed: {reason}")]
+    Tls { addr: SocketAddr, reason: String },
+    #[error("origin TLS: {0}")]
+    TlsName(String),
+}
+
+/// Where target `t` of route `route_index` is, and how to reach it. `host` is the Host header
+/// the request carries: a TLS origin's certificate must be valid for it (Pushpin's rule), or
+/// for the target's own host with `trust_connect_host`.
+pub fn dest<'a>(
+    settings: &'a WorkerSettings,
+    route_index: usize,
+    t: usize,
+    host: Option<&[u8]>,
+) -> Result<Dest<'a>, OriginError> {
+    let target = &settings.routes.route(route_index).targets[t];
+    let addrs = &settings.routes.addrs[route_index][t];
+    if !target.ssl {
+        return Ok(Dest { addrs, tls: None });
+    }
+    let Some(clients) = &settings.origin_tls else {
+        return Err(OriginError::TlsName("no TLS client configuration".into()));
+    };
+    let name = match host.and_then(|h| std::str::from_utf8(h).ok()) {
+        Some(h) if !target.trust_connect_host => host_without_port(h),
+        _ => target.host.as_str(),
+    };
+    let name = crate::tls::origin_server_name(name).map_err(OriginError::TlsName)?;
+    let config = if target.insecure {
+        clients.insecure.clone()
+    } else {
+        clients.verified.clone()
+    };
+    Ok(Dest {
+        addrs,
+        tls: Some(TlsDest {
+            config,
+            name,
+            insecure: target.insecure,
+        }),
+    })
+}
+
+/// `example.com:8443` → `example.com`, `[::1]:443` → `::1`.
+fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
 }
 
 impl OriginError {
@@ -64,25 +118,29 @@ impl FullResponse {
     }
 }
 
-/// Sends `request` to the route's targets in order and reads the whole answer (bounded).
+/// Sends `request` (whose Host header is `host`) to the route's targets in order and reads the
+/// whole answer (bounded).
 pub async fn fetch(
     w: &Worker,
     route_index: usize,
+    host: Option<&[u8]>,
     method: &str,
     request: Vec<u8>,
     body_max: usize,
 ) -> Result<FullResponse, OriginError> {
-    let addrs = &w.settings().routes.addrs[route_index];
+    let settings = w.settings();
+    let targets = settings.routes.addrs[route_index].len();
     let mut last = None;
     let mut request = Some(request);
-    for (n, target) in addrs.iter().enumerate() {
+    for n in 0..targets {
         // The request is copied only if another target may still need it.
-        let attempt = if n + 1 < addrs.len() {
+        let attempt = if n + 1 < targets {
             request.clone().unwrap_or_default()
         } else {
             request.take().unwrap_or_default()
         };
-        let mut resp = match send(w, std::slice::from_ref(target), method, attempt).await {
+        let dest = dest(&settings, route_index, n, host)?;
+        let mut resp = match send(w, &dest, method, attempt).await {
             Ok(r) => r,
             Err(e @ OriginError::Timeout(_)) => return Err(e),
             Err(e) => {
@@ -108,20 +166,22 @@ pub async fn fetch(
 pub struct OriginResponse {
     pub head: ResponseHead,
     pub addr: SocketAddr,
-    stream: TcpStream,
+    key: PoolKey,
+    stream: OriginStream,
     /// Bytes received after the head and not yet consumed.
     pub buf: Vec<u8>,
 }
 
-/// Sends `request` (a complete HTTP/1.1 request) to the first target that answers.
+/// Sends `request` (a complete HTTP/1.1 request) to the first of the destination's addresses
+/// that answers.
 pub async fn send(
     w: &Worker,
-    targets: &[Vec<SocketAddr>],
+    dest: &Dest<'_>,
     method: &str,
     request: Vec<u8>,
 ) -> Result<OriginResponse, OriginError> {
     WorkerMetrics::inc(&w.metrics.origin_requests);
-    let result = send_to_any(w, targets, method, request).await;
+    let result = send_to_any(w, dest, method, request).await;
     if result.is_err() {
         WorkerMetrics::inc(&w.metrics.origin_errors);
     }
@@ -130,29 +190,30 @@ pub async fn send(
 
 async fn send_to_any(
     w: &Worker,
-    targets: &[Vec<SocketAddr>],
+    dest: &Dest<'_>,
     method: &str,
     mut request: Vec<u8>,
 ) -> Result<OriginResponse, OriginError> {
     let mut last_err = None;
     let wait = Duration::from_millis(w.settings().config.origin.connect_timeout_ms);
-    for addr in targets.iter().flatten().copied() {
+    for addr in dest.addrs.iter().copied() {
+        let key = PoolKey::new(addr, dest.tls.as_ref());
         // Held until the response head arrives (or the attempt fails).
         let Ok(_lease) = monoio::time::timeout(wait, w.origin_limit.acquire(addr)).await else {
             tracing::warn!("origin {addr}: too many requests in flight, none finished in time");
             last_err = Some(OriginError::ConnectTimeout(addr));
             continue;
         };
-        let pooled = w.origins.borrow_mut().take(addr, w.now_ms());
+        let pooled = w.origins.borrow_mut().take(&key, w.now_ms());
         if let Some(stream) = pooled {
-            match exchange(w, stream, addr, method, request).await {
+            match exchange(w, stream, &key, method, request).await {
                 Ok(resp) => return Ok(resp),
                 Err((_, e @ OriginError::Timeout(_))) => return Err(e),
                 // A stale pooled connection: the request never got a byte back; retry fresh.
                 Err((req, _)) => request = req,
             }
         }
-        let stream = match connect(w, addr).await {
+        let stream = match connect(w, addr, dest.tls.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("{e}");
@@ -160,7 +221,7 @@ async fn send_to_any(
                 continue;
             }
         };
-        match exchange(w, stream, addr, method, request).await {
+        match exchange(w, stream, &key, method, request).await {
             Ok(resp) => return Ok(resp),
             Err((req, e)) => {
                 request = req;
@@ -175,14 +236,30 @@ async fn send_to_any(
     Err(last_err.unwrap_or(OriginError::Closed(SocketAddr::from(([0, 0, 0, 0], 0)))))
 }
 
-async fn connect(w: &Worker, addr: SocketAddr) -> Result<TcpStream, OriginError> {
+/// Connects (and for TLS, shakes hands) within the connect timeout.
+async fn connect(
+    w: &Worker,
+    addr: SocketAddr,
+    tls: Option<&TlsDest>,
+) -> Result<OriginStream, OriginError> {
     let timeout = Duration::from_millis(w.settings().config.origin.connect_timeout_ms);
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
+    let work = async {
+        let tcp = TcpStream::connect_addr(addr)
+            .await
+            .map_err(|source| OriginError::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        match tls {
+            None => Ok(OriginStream::Plain(tcp)),
+            Some(t) => OriginStream::handshake(tcp, t)
+                .await
+                .map_err(|e| OriginError::Tls {
+                    addr,
+                    reason: e.to_string(),
+                }),
         }
-        Ok(Err(source)) => Err(OriginError::Connect { addr, source }),
+    };
+    match monoio::time::timeout(timeout, work).await {
+        Ok(result) => result,
         Err(_) => Err(OriginError::ConnectTimeout(addr)),
     }
 }
@@ -190,11 +267,12 @@ async fn connect(w: &Worker, addr: SocketAddr) -> Result<TcpStream, OriginError>
 /// Writes the request and reads the response head; gives the request back on failure.
 async fn exchange(
     w: &Worker,
-    mut stream: TcpStream,
-    addr: SocketAddr,
+    mut stream: OriginStream,
+    key: &PoolKey,
     method: &str,
     request: Vec<u8>,
 ) -> Result<OriginResponse, (Vec<u8>, OriginError)> {
+    let addr = key.addr;
     let (res, request) = stream.write_all(request).await;
     if let Err(source) = res {
         return Err((request, OriginError::Io { addr, source }));
@@ -210,6 +288,7 @@ async fn exchange(
         Ok(Ok((head, buf))) => Ok(OriginResponse {
             head,
             addr,
+            key: key.clone(),
             stream,
             buf,
         }),
@@ -219,14 +298,15 @@ async fn exchange(
 }
 
 async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut OriginStream,
     addr: SocketAddr,
     mut buf: Vec<u8>,
     limits: HeadLimits,
     method: &str,
 ) -> Result<(ResponseHead, Vec<u8>), OriginError> {
     loop {
-        let n = read_into(stream, &mut buf)
+        let n = stream
+            .read_into(&mut buf)
             .await
             .map_err(|source| OriginError::Io { addr, source })?;
         if n == 0 {
@@ -247,22 +327,10 @@ async fn read_head(
     }
 }
 
-/// Appends one read's worth of bytes to `buf`; returns the count (0 at end of stream).
-async fn read_into(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(16 * 1024);
-    }
-    let owned = std::mem::take(buf);
-    let (len, cap) = (owned.len(), owned.capacity());
-    let (res, slice) = stream.read(owned.slice_mut(len..cap)).await;
-    *buf = slice.into_inner();
-    res
-}
-
 impl OriginResponse {
     /// Reads more body bytes into `self.buf`; 0 means the origin closed the connection.
     pub async fn read_more(&mut self) -> io::Result<usize> {
-        read_into(&mut self.stream, &mut self.buf).await
+        self.stream.read_into(&mut self.buf).await
     }
 
     /// Reads the whole body (used when the response carries GRIP instructions).
@@ -301,7 +369,7 @@ impl OriginResponse {
     }
 
     /// The connection after a `101 Switching Protocols`, with any bytes already read past the head.
-    pub fn into_upgraded(self) -> (TcpStream, Vec<u8>) {
+    pub fn into_upgraded(self) -> (OriginStream, Vec<u8>) {
         (self.stream, self.buf)
     }
 
@@ -310,13 +378,28 @@ impl OriginResponse {
     pub fn finish(self, w: &Worker, body_complete: bool) {
         let OriginResponse {
             head,
-            addr,
+            key,
             stream,
             buf,
+            ..
         } = self;
         if body_complete && head.keep_alive && buf.is_empty() {
-            w.origins.borrow_mut().put(addr, stream, w.now_ms());
+            w.origins.borrow_mut().put(key, stream, w.now_ms());
         }
         w.bufs.give(buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_come_off_host_headers() {
+        assert_eq!(host_without_port("example.com:8443"), "example.com");
+        assert_eq!(host_without_port("example.com"), "example.com");
+        assert_eq!(host_without_port("[::1]:443"), "::1");
+        assert_eq!(host_without_port("[::1]"), "::1");
+        assert_eq!(host_without_port("::1"), "::1");
     }
 }

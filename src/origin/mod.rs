@@ -4,5 +4,6 @@
 pub mod client;
 pub mod pool;
 pub mod sign;
+pub mod stream;
 pub mod targets;
 pub mod wsoh;

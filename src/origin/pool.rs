@@ -1,5 +1,5 @@
-//! Per-worker pool of idle keep-alive connections to origins, keyed by address, and the limit on
-//! requests in flight to each address.
+//! Per-worker pool of idle keep-alive connections to origins, keyed by address (and TLS name),
+//! and the limit on requests in flight to each address.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use monoio::net::TcpStream;
+use super::stream::{OriginStream, PoolKey};
 
 pub struct OriginPool {
-    idle: HashMap<SocketAddr, Vec<(TcpStream, u64)>>,
+    idle: HashMap<PoolKey, Vec<(OriginStream, u64)>>,
     per_addr_max: usize,
     idle_timeout_ms: u64,
 }
@@ -24,9 +24,9 @@ impl OriginPool {
         }
     }
 
-    /// The most recently used idle connection to `addr` that has not sat idle too long.
-    pub fn take(&mut self, addr: SocketAddr, now_ms: u64) -> Option<TcpStream> {
-        let list = self.idle.get_mut(&addr)?;
+    /// The most recently used idle connection to `key` that has not sat idle too long.
+    pub fn take(&mut self, key: &PoolKey, now_ms: u64) -> Option<OriginStream> {
+        let list = self.idle.get_mut(key)?;
         // Entries are in put order: drop the stale ones from the front, use the freshest.
         let fresh_from = list
             .iter()
@@ -37,8 +37,8 @@ impl OriginPool {
     }
 
     /// Keeps a connection whose last response was read completely.
-    pub fn put(&mut self, addr: SocketAddr, stream: TcpStream, now_ms: u64) {
-        let list = self.idle.entry(addr).or_default();
+    pub fn put(&mut self, key: PoolKey, stream: OriginStream, now_ms: u64) {
+        let list = self.idle.entry(key).or_default();
         if list.len() >= self.per_addr_max {
             list.remove(0);
         }

@@ -34,6 +34,8 @@ pub struct RequestTemplate {
     route_index: usize,
     /// Request line and fixed headers, ending with a CRLF (no blank line yet).
     head: Vec<u8>,
+    /// The Host header sent (a TLS origin's certificate is checked against it).
+    host: Option<Vec<u8>>,
 }
 
 /// The origin's answer to one request.
@@ -60,6 +62,7 @@ impl RequestTemplate {
         head: &RequestHead,
         route_index: usize,
         peer: SocketAddr,
+        tls: bool,
         connection_id: &str,
     ) -> RequestTemplate {
         let settings = w.settings();
@@ -71,10 +74,10 @@ impl RequestTemplate {
             .as_host
             .as_deref()
             .or(route.targets.first().and_then(|t| t.host_header.as_deref()));
-        if let Some(host) = host_override
+        let host = host_override
             .map(str::as_bytes)
-            .or_else(|| header_value(&head.headers, "host"))
-        {
+            .or_else(|| header_value(&head.headers, "host"));
+        if let Some(host) = host {
             http1::encode_header(&mut out, "Host", host);
         }
         for h in head.headers.iter().filter(|h| !dropped(&h.name)) {
@@ -92,7 +95,11 @@ impl RequestTemplate {
             http1::encode_header(&mut out, "X-Forwarded-For", &xff);
         }
         if cfg.x_forwarded_proto {
-            http1::encode_header(&mut out, "X-Forwarded-Proto", b"http");
+            http1::encode_header(
+                &mut out,
+                "X-Forwarded-Proto",
+                if tls { &b"https"[..] } else { b"http" },
+            );
         }
         if !route.no_grip {
             http1::encode_header(&mut out, "Sec-WebSocket-Extensions", b"grip");
@@ -103,6 +110,7 @@ impl RequestTemplate {
         RequestTemplate {
             route_index,
             head: out,
+            host: host.map(<[u8]>::to_vec),
         }
     }
 
@@ -138,16 +146,21 @@ impl RequestTemplate {
     pub fn route_index(&self) -> usize {
         self.route_index
     }
+
+    pub fn host(&self) -> Option<&[u8]> {
+        self.host.as_deref()
+    }
 }
 
 /// Sends one request to the route's targets (in order) and reads the answer whole.
 pub async fn exchange(
     w: Rc<Worker>,
     route_index: usize,
+    host: Option<Vec<u8>>,
     request: Vec<u8>,
 ) -> Result<Reply, OriginError> {
     let max = w.settings().config.websocket.origin_body_bytes_max;
-    client::fetch(&w, route_index, "POST", request, max).await
+    client::fetch(&w, route_index, host.as_deref(), "POST", request, max).await
 }
 
 /// True when an error means the request never reached the origin, so sending it again cannot

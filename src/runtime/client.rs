@@ -16,6 +16,7 @@ use monoio::net::TcpStream;
 use super::conns::ev;
 use super::hold;
 use super::proxy;
+use super::tls_io;
 use super::worker::Worker;
 use crate::hub::ConnId;
 use crate::proto::http1::{self, BodyKind, HeadLimits, Parsed, RequestHead};
@@ -75,19 +76,27 @@ pub struct ClientConn {
     pub id: ConnId,
     pub stream: TcpStream,
     pub peer: SocketAddr,
+    /// Accepted on a TLS listener: the session is in the connection's slot.
+    pub tls: bool,
     /// Unparsed bytes from the client; None while there are none.
     inbuf: Option<Vec<u8>>,
 }
 
-/// Serves one accepted client connection (already registered as `id`).
-pub async fn serve(w: Rc<Worker>, id: ConnId, stream: TcpStream, peer: SocketAddr) {
-    let conn = ClientConn {
+/// Serves one accepted client connection (already registered as `id`, with its TLS session in
+/// the slot if `tls`).
+pub async fn serve(w: Rc<Worker>, id: ConnId, stream: TcpStream, peer: SocketAddr, tls: bool) {
+    let mut conn = ClientConn {
         w,
         id,
         stream,
         peer,
+        tls,
         inbuf: None,
     };
+    if tls && !conn.tls_handshake().await {
+        conn.finish();
+        return;
+    }
     serve_requests(conn, None).await;
 }
 
@@ -150,7 +159,74 @@ impl ClientConn {
         if let Some(buf) = self.inbuf.take() {
             self.w.bufs.give(buf);
         }
+        if self.tls {
+            self.send_close_notify();
+        }
         self.w.unregister(self.id, self.peer.ip());
+    }
+
+    /// Says goodbye the TLS way (best effort: the socket closes right after).
+    fn send_close_notify(&self) {
+        let mut conns = self.w.conns.borrow_mut();
+        if let Some(slot) = conns.get_mut(self.id)
+            && let Some(tls) = slot.tls.as_deref_mut()
+            && !tls.is_handshaking()
+        {
+            tls.send_close_notify();
+            let _ = tls_io::write_pending(tls, slot.fd);
+        }
+    }
+
+    /// Runs the TLS handshake within the head timeout. False: it failed (logged) or timed out.
+    async fn tls_handshake(&mut self) -> bool {
+        let deadline = self.w.now_ms() + self.w.settings().config.http.header_timeout_ms;
+        loop {
+            let (handshaking, flushed) = {
+                let mut conns = self.w.conns.borrow_mut();
+                let Some(slot) = conns.get_mut(self.id) else {
+                    return false;
+                };
+                let fd = slot.fd;
+                let Some(tls) = slot.tls.as_deref_mut() else {
+                    return false;
+                };
+                match tls_io::write_pending(tls, fd) {
+                    Ok(flushed) => (tls.is_handshaking(), flushed),
+                    Err(_) => return false,
+                }
+            };
+            if !handshaking && flushed {
+                // Clears a "blocked" mark an earlier flush may have left.
+                return self.w.flush_conn(self.id);
+            }
+            self.w.schedule(self.id, deadline);
+            let woke = if flushed {
+                self.wait(true).await
+            } else {
+                self.wait_writable(true).await
+            };
+            match woke {
+                Ok(Wake::Readable) => match self.read_tls() {
+                    Ok(Read::Bytes(_) | Read::NotReady) => {}
+                    Ok(Read::Eof | Read::Failed) => return false,
+                    Err(reason) => {
+                        tracing::info!(peer = %self.peer, "TLS handshake failed: {reason}");
+                        return false;
+                    }
+                },
+                Ok(Wake::Writable) => {}
+                Ok(Wake::Events(e)) => {
+                    if e & (ev::SHUTDOWN | ev::DEAD) != 0 {
+                        return false;
+                    }
+                    if self.w.now_ms() >= deadline {
+                        tracing::info!(peer = %self.peer, "TLS handshake timed out");
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
     }
 
     async fn run(&mut self, mut first: Option<Box<proxy::Retry>>) -> Next {
@@ -271,6 +347,9 @@ impl ClientConn {
     /// said the socket is readable, so a direct `recv` suffices: no I/O future (and none of its
     /// state) is kept per connection.
     pub fn read_now(&mut self) -> Read {
+        if self.tls {
+            return self.read_now_tls();
+        }
         let mut buf = self.inbuf.take().unwrap_or_else(|| self.w.bufs.take());
         if buf.len() == buf.capacity() {
             buf.reserve(self.w.bufs.buffer_size());
@@ -299,6 +378,35 @@ impl ClientConn {
             },
         };
         self.inbuf = Some(buf);
+        result
+    }
+
+    /// [`Self::read_now`] for a TLS connection: decrypts what arrived, then lets rustls send
+    /// whatever the read asked for (handshake messages, key updates, alerts).
+    fn read_now_tls(&mut self) -> Read {
+        self.read_tls().unwrap_or_else(|reason| {
+            tracing::debug!(peer = %self.peer, "TLS: {reason}");
+            Read::Failed
+        })
+    }
+
+    /// [`Self::read_now_tls`], with the reason a read failed.
+    fn read_tls(&mut self) -> Result<Read, String> {
+        let mut buf = self.inbuf.take().unwrap_or_else(|| self.w.bufs.take());
+        let result = {
+            let mut conns = self.w.conns.borrow_mut();
+            match conns.get_mut(self.id) {
+                Some(slot) => match slot.tls.as_deref_mut() {
+                    Some(tls) => tls_io::read_checked(tls, slot.fd, &mut buf),
+                    None => Err("no TLS session".into()),
+                },
+                None => Err("connection gone".into()),
+            }
+        };
+        self.inbuf = Some(buf);
+        if result.is_ok() && !self.w.flush_conn(self.id) {
+            return Err("write failed".into());
+        }
         result
     }
 
@@ -375,8 +483,41 @@ impl ClientConn {
 
     /// Writes bytes to the client (non-held connections; held ones use the outbox).
     pub async fn write(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+        if self.tls {
+            return self.write_tls(&bytes).await;
+        }
         let (res, _) = self.stream.write_all(bytes).await;
         res.map(|_| ())
+    }
+
+    /// Encrypts through the slot's session (the same one the fan-out writes through, so the
+    /// order of bytes on the wire is the order they were handed over) and writes it out.
+    async fn write_tls(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        loop {
+            let flushed = {
+                let mut conns = self.w.conns.borrow_mut();
+                let slot = conns.get_mut(self.id).ok_or(io::ErrorKind::BrokenPipe)?;
+                let fd = slot.fd;
+                let tls = slot.tls.as_deref_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+                if !bytes.is_empty() {
+                    let taken = tls_io::encrypt(tls, &[io::IoSlice::new(bytes)])?;
+                    bytes = &bytes[taken..];
+                }
+                tls_io::write_pending(tls, fd)?
+            };
+            match (flushed, bytes.is_empty()) {
+                (true, true) => {
+                    // Clears a "blocked" mark and sends whatever the fan-out queued meanwhile.
+                    self.w.flush_conn(self.id);
+                    return Ok(());
+                }
+                // The session's buffer is empty again: encrypt the next part.
+                (true, false) => {}
+                (false, _) => {
+                    self.stream.writable(false).await?;
+                }
+            }
+        }
     }
 
     /// Answers with an error status and a one-line text body, then the connection closes.
@@ -406,6 +547,8 @@ mod tests {
             initial: crate::runtime::settings::Settings {
                 config: Config::default(),
                 routes: RoutePlan::resolve(RouteTable::parse("").unwrap()).unwrap(),
+                tls: None,
+                origin_tls: None,
             },
             inboxes: vec![Arc::new(Inbox::new(1))],
             metrics: vec![Arc::default()],
@@ -428,6 +571,7 @@ mod tests {
                 },
                 stream,
                 peer: addr,
+                tls: false,
                 inbuf: None,
             };
             let head = match http1::parse_request(
@@ -481,6 +625,7 @@ mod tests {
                 },
                 stream,
                 addr,
+                false,
             );
             let size = std::mem::size_of_val(&task);
             println!("size_of request-serving task future = {size} bytes");

@@ -114,6 +114,9 @@ pub struct ConnSlot {
     pub recovery: Option<Box<Recovery>>,
     /// Only for subscribers with filters or meta; None otherwise.
     pub filters: Option<Box<SubscriberFilters>>,
+    /// The TLS session of a connection accepted on a TLS listener: every byte to and from the
+    /// client goes through it, the fan-out's writes included.
+    pub tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl ConnSlot {
@@ -133,6 +136,7 @@ impl ConnSlot {
             last_write_ms: 0,
             recovery: None,
             filters: None,
+            tls: None,
         }
     }
 

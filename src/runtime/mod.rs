@@ -22,6 +22,7 @@ pub mod server;
 pub mod settings;
 pub mod stream_hold;
 pub mod timer;
+pub mod tls_io;
 pub mod websocket;
 pub mod worker;
 pub mod ws_guard;

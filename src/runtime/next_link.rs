@@ -70,10 +70,13 @@ fn build(
     method: &str,
     url: &Url,
     grip_last: &[(String, String)],
-) -> Option<(usize, Vec<u8>)> {
+) -> Option<(usize, Vec<u8>, Vec<u8>)> {
     let host = host_port(url)?;
     let target = path_and_query(url);
-    let route_index = w.settings().routes.find(&host, &target, false, false)?;
+    let route_index = w
+        .settings()
+        .routes
+        .find(&host, &target, url.scheme() == "https", false)?;
     let settings = w.settings();
     let route = settings.routes.route(route_index);
     let mut out = Vec::with_capacity(512);
@@ -99,7 +102,7 @@ fn build(
         http1::encode_header(&mut out, "Content-Length", b"0");
     }
     out.extend_from_slice(b"\r\n");
-    Some((route_index, out))
+    Some((route_index, host_header.as_bytes().to_vec(), out))
 }
 
 /// Starts fetching `url` for connection `id`; the result lands in the returned slot.
@@ -114,9 +117,11 @@ pub fn spawn_fetch(
     let w = w.clone();
     monoio::spawn(async move {
         let outcome = match build(&w, "GET", &url, &grip_last) {
-            Some((route, request)) => origin::fetch(&w, route, "GET", request, BODY_BYTES_MAX)
-                .await
-                .map_err(FetchError::from),
+            Some((route, host, request)) => {
+                origin::fetch(&w, route, Some(&host), "GET", request, BODY_BYTES_MAX)
+                    .await
+                    .map_err(FetchError::from)
+            }
             None => Err(FetchError::NoRoute(url)),
         };
         *result.borrow_mut() = Some(outcome);
@@ -129,11 +134,12 @@ pub fn spawn_fetch(
 pub fn spawn_gone(w: &Rc<Worker>, url: Url) {
     let w = w.clone();
     monoio::spawn(async move {
-        let Some((route, request)) = build(&w, "POST", &url, &[]) else {
+        let Some((route, host, request)) = build(&w, "POST", &url, &[]) else {
             tracing::info!("gone link {url}: no route");
             return;
         };
-        if let Err(e) = origin::fetch(&w, route, "POST", request, BODY_BYTES_MAX).await {
+        if let Err(e) = origin::fetch(&w, route, Some(&host), "POST", request, BODY_BYTES_MAX).await
+        {
             tracing::info!("gone link {url}: {e}");
         }
     });

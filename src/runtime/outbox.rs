@@ -6,10 +6,12 @@
 //! An empty outbox owns no allocation.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
 use bytes::{Buf, Bytes};
+
+use super::tls_io;
 
 /// iovecs per writev call.
 const IOV_BATCH: usize = 64;
@@ -79,6 +81,36 @@ impl Outbox {
         // Release the ring buffer so an idle connection holds no allocation.
         self.queue = VecDeque::new();
         Ok(Flush::Done)
+    }
+
+    /// Encrypts and writes as much as the socket takes without blocking: ciphertext rustls
+    /// already holds goes first, then queued plaintext in slices its send buffer accepts.
+    pub fn flush_tls<D>(
+        &mut self,
+        fd: RawFd,
+        tls: &mut rustls::ConnectionCommon<D>,
+    ) -> io::Result<Flush> {
+        loop {
+            if !tls_io::write_pending(tls, fd)? {
+                return Ok(Flush::Blocked);
+            }
+            if self.queue.is_empty() {
+                self.queue = VecDeque::new();
+                return Ok(Flush::Done);
+            }
+            let mut slices = [IoSlice::new(&[]); IOV_BATCH];
+            let mut count = 0;
+            for (slot, b) in slices.iter_mut().zip(self.queue.iter()) {
+                *slot = IoSlice::new(b);
+                count += 1;
+            }
+            let taken = tls_io::encrypt(tls, &slices[..count])?;
+            if taken == 0 {
+                // Nothing pending and still refused: the session cannot send (not handshaken).
+                return Err(io::Error::other("tls session refused application data"));
+            }
+            self.consume(taken);
+        }
     }
 
     fn consume(&mut self, mut n: usize) {

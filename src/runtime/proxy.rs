@@ -44,7 +44,11 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Step {
             .iter()
             .map(|h| (h.name.as_str(), h.value.as_slice())),
     );
-    let Some(route_index) = w.settings().routes.find(host, &head.target, false, is_ws) else {
+    let Some(route_index) = w
+        .settings()
+        .routes
+        .find(host, &head.target, conn.tls, is_ws)
+    else {
         tracing::info!(peer = %conn.peer, host, path = head.target, "no route");
         conn.send_error(&ClientError::new(502, "No route for this host and path"))
             .await;
@@ -86,7 +90,7 @@ pub async fn retry(conn: &mut ClientConn, r: Box<Retry>) -> Step {
         .w
         .settings()
         .routes
-        .find(host, &head.target, false, false)
+        .find(host, &head.target, conn.tls, false)
     else {
         conn.send_error(&ClientError::new(502, "No route for this host and path"))
             .await;
@@ -135,7 +139,6 @@ async fn send_to_targets(
     let w = &conn.w;
     let settings = w.settings();
     let route = settings.routes.route(route_index);
-    let addrs = &w.settings().routes.addrs[route_index];
     let mut last = None;
     for (t, target) in route.targets.iter().enumerate() {
         let host = route
@@ -145,7 +148,15 @@ async fn send_to_targets(
             .map(str::as_bytes);
         let mut request = origin_request(conn, head, route, route_index, host, body);
         add_grip_last(&mut request, body.len(), grip_last);
-        match origin::send(w, std::slice::from_ref(&addrs[t]), &head.method, request).await {
+        let tls_host = host.or_else(|| header_value(&head.headers, "host"));
+        let dest = match origin::dest(&settings, route_index, t, tls_host) {
+            Ok(d) => d,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match origin::send(w, &dest, &head.method, request).await {
             Ok(resp) => return Ok(resp),
             Err(e @ origin::OriginError::Timeout(_)) => return Err(e),
             Err(e) => last = Some(e),
@@ -217,7 +228,7 @@ fn origin_request(
             http1::encode_header(&mut out, &h.name, &h.value);
         }
     }
-    forwarded_headers(&mut out, head, conn.peer, cfg);
+    forwarded_headers(&mut out, head, conn.peer, conn.tls, cfg);
     if let Some(token) = conn
         .w
         .settings()
@@ -244,6 +255,7 @@ fn forwarded_headers(
     out: &mut Vec<u8>,
     head: &RequestHead,
     peer: SocketAddr,
+    tls: bool,
     cfg: &crate::config::OriginConfig,
 ) {
     let existing: Vec<&[u8]> = head
@@ -263,7 +275,11 @@ fn forwarded_headers(
         http1::encode_header(out, "X-Forwarded-For", &xff);
     }
     if cfg.x_forwarded_proto {
-        http1::encode_header(out, "X-Forwarded-Proto", b"http");
+        http1::encode_header(
+            out,
+            "X-Forwarded-Proto",
+            if tls { &b"https"[..] } else { b"http" },
+        );
     } else if let Some(v) = header_value(&head.headers, "x-forwarded-proto") {
         http1::encode_header(out, "X-Forwarded-Proto", v);
     }

@@ -12,12 +12,14 @@ use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 use super::Shared;
 use super::listener;
 use super::publish_api;
+use super::settings::Settings;
 use super::worker::Worker;
 use crate::auth::PublishAuth;
 use crate::config::{Config, ConfigError, DriverChoice};
 use crate::hub::inbox::{Inbox, WorkerMsg};
 use crate::origin::targets::{ResolveError, RoutePlan};
 use crate::routes::{RouteTable, RoutesError};
+use crate::tls::OriginTls;
 
 /// The runtime every holdfast thread runs: io_uring, or epoll where io_uring is missing.
 pub type Runtime = FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
@@ -30,6 +32,8 @@ pub enum StartError {
     Routes(#[from] RoutesError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
     #[error("io_uring is required by server.driver = \"uring\" but this kernel does not offer it")]
@@ -42,6 +46,8 @@ pub enum StartError {
 pub struct Server {
     /// Client listener addresses, in config order (ports resolved if 0 was asked).
     pub http_addrs: Vec<SocketAddr>,
+    /// TLS listener addresses, likewise.
+    pub tls_addrs: Vec<SocketAddr>,
     pub publish_addr: SocketAddr,
     shared: Arc<Shared>,
     publish_stop: Arc<Inbox>,
@@ -89,38 +95,56 @@ fn choose_driver(choice: DriverChoice) -> Result<bool, StartError> {
     }
 }
 
-/// Checks a config and its routes without starting anything.
-pub fn check(config: &Config) -> Result<RoutePlan, StartError> {
+/// Checks a config, its routes and its certificates without starting anything, and builds the
+/// reloadable settings from them.
+pub fn check(config: &Config) -> Result<Settings, StartError> {
     config.validate()?;
     if let Some(key) = &config.grip.sig_key {
         crate::origin::sign::SigningKey::parse(key)?;
     }
     PublishAuth::from_config(&config.publish)?;
     let table = RouteTable::parse(&config.routes_text()?)?;
-    Ok(RoutePlan::resolve(table)?)
+    let routes = RoutePlan::resolve(table)?;
+    let tls = crate::tls::server_config(config)?;
+    let any_ssl_target = routes
+        .table
+        .routes
+        .iter()
+        .any(|r| r.targets.iter().any(|t| t.ssl));
+    let origin_tls = if any_ssl_target {
+        Some(OriginTls::build(config.origin.tls_ca_file.as_deref())?)
+    } else {
+        None
+    };
+    Ok(Settings {
+        config: config.clone(),
+        routes,
+        tls,
+        origin_tls,
+    })
 }
 
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
-        let routes = check(&config)?;
+        let settings = check(&config)?;
         let use_uring = choose_driver(config.server.driver)?;
         let workers = config.worker_count();
         for warning in super::host::limit_warnings(&config, workers) {
             tracing::warn!("{warning}");
         }
-        let mut per_worker: Vec<Vec<std::net::TcpListener>> =
-            (0..workers).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
         let mut http_addrs = Vec::new();
-        for &addr in &config.server.listen {
+        let mut tls_addrs = Vec::new();
+        let plain = config.server.listen.iter().map(|a| (a, false));
+        for (&addr, tls) in plain.chain(config.tls.listen.iter().map(|a| (a, true))) {
             let group = listener::bind_group(addr, workers, config.server.listen_backlog)
                 .map_err(|source| StartError::Bind { addr, source })?;
-            http_addrs.push(
-                group[0]
-                    .local_addr()
-                    .map_err(|source| StartError::Bind { addr, source })?,
-            );
-            for (i, l) in group.into_iter().enumerate() {
-                per_worker[i].push(l);
+            let bound = group[0]
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            if tls { &mut tls_addrs } else { &mut http_addrs }.push(bound);
+            for (i, socket) in group.into_iter().enumerate() {
+                per_worker[i].push(Listener { socket, tls });
             }
         }
         let paddr = config.publish.listen;
@@ -145,10 +169,7 @@ impl Server {
             config.server.connections_max_per_ip,
         );
         let shared = Arc::new(Shared {
-            initial: super::settings::Settings {
-                config: config.clone(),
-                routes,
-            },
+            initial: settings,
             config,
             inboxes,
             metrics: (0..workers).map(|_| Arc::default()).collect(),
@@ -168,11 +189,12 @@ impl Server {
         )
         .map_err(StartError::Thread)?;
         tracing::info!(
-            "holdfast listening on {:?} (publish API on {publish_addr}) with {workers} workers",
-            http_addrs
+            "holdfast listening on {http_addrs:?}, TLS on {tls_addrs:?} (publish API on \
+             {publish_addr}) with {workers} workers",
         );
         Ok(Server {
             http_addrs,
+            tls_addrs,
             publish_addr,
             shared,
             publish_stop,
@@ -186,9 +208,8 @@ impl Server {
     /// that need a restart (listeners, workers, driver, publish listener and auth) keep their
     /// start-up values; the returned list names the ones that differ.
     pub fn reload(&self, config: Config) -> Result<Vec<&'static str>, StartError> {
-        let routes = check(&config)?;
+        let settings = Arc::new(check(&config)?);
         let restart = super::settings::needs_restart(&self.shared.config, &config);
-        let settings = Arc::new(super::settings::Settings { config, routes });
         for inbox in &self.shared.inboxes {
             let mut msg = WorkerMsg::Reload(settings.clone());
             loop {
@@ -236,10 +257,16 @@ impl Server {
     }
 }
 
+/// One of a worker's listening sockets, and whether it speaks TLS.
+pub struct Listener {
+    pub socket: std::net::TcpListener,
+    pub tls: bool,
+}
+
 fn spawn_worker(
     index: usize,
     shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
     use_uring: bool,
 ) -> Result<JoinHandle<()>, StartError> {
     let entries = shared.config.server.uring_entries;

@@ -3,15 +3,22 @@
 //! the request path costs no atomic operation; a request takes the snapshot current when it
 //! starts, so a reload never changes a request half-way.
 
+use std::sync::Arc;
+
 use crate::config::Config;
 use crate::origin::sign::Signers;
 use crate::origin::targets::RoutePlan;
+use crate::tls::OriginTls;
 
 /// The reloadable settings, as the main thread builds and sends them.
 #[derive(Clone)]
 pub struct Settings {
     pub config: Config,
     pub routes: RoutePlan,
+    /// The TLS listeners' config (certificates re-read on reload); None without certificates.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Client configs for `ssl` targets; None when no route has one.
+    pub origin_tls: Option<OriginTls>,
 }
 
 /// One worker's copy of the settings.
@@ -19,6 +26,8 @@ pub struct WorkerSettings {
     pub config: Config,
     pub routes: RoutePlan,
     pub signers: Signers,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub origin_tls: Option<OriginTls>,
 }
 
 impl WorkerSettings {
@@ -27,6 +36,8 @@ impl WorkerSettings {
             signers: Signers::new(&s.routes, &s.config.grip),
             config: s.config.clone(),
             routes: s.routes.clone(),
+            tls: s.tls.clone(),
+            origin_tls: s.origin_tls.clone(),
         }
     }
 }
@@ -42,6 +53,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.server.driver != new.server.driver {
         fields.push("server.driver");
+    }
+    if old.tls.listen != new.tls.listen {
+        fields.push("tls.listen");
     }
     if old.publish.listen != new.publish.listen {
         fields.push("publish.listen");

@@ -94,10 +94,23 @@ async fn open_over_http(
     key: &str,
 ) -> Step {
     let w = conn.w.clone();
-    let template =
-        RequestTemplate::new(&w, head, route_index, conn.peer, &connection_id(conn.peer));
+    let template = RequestTemplate::new(
+        &w,
+        head,
+        route_index,
+        conn.peer,
+        conn.tls,
+        &connection_id(conn.peer),
+    );
     let request = template.build(&w, &[Event::Open], &[]);
-    let reply = match origin_wsoh::exchange(w.clone(), route_index, request).await {
+    let reply = match origin_wsoh::exchange(
+        w.clone(),
+        route_index,
+        template.host().map(<[u8]>::to_vec),
+        request,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(peer = %conn.peer, "websocket open: {e}");

@@ -115,11 +115,11 @@ impl Worker {
 
     /// Runs the worker until shutdown has been requested and its connections are gone (or the
     /// shutdown deadline passed).
-    pub async fn run(self: Rc<Self>, listeners: Vec<std::net::TcpListener>) {
+    pub async fn run(self: Rc<Self>, listeners: Vec<super::server::Listener>) {
         for l in listeners {
-            match TcpListener::from_std(l) {
+            match TcpListener::from_std(l.socket) {
                 Ok(listener) => {
-                    monoio::spawn(accept_loop(self.clone(), listener));
+                    monoio::spawn(accept_loop(self.clone(), listener, l.tls));
                 }
                 Err(e) => tracing::error!(worker = self.index, "cannot register listener: {e}"),
             }
@@ -460,6 +460,32 @@ impl Worker {
         Queued::Cut
     }
 
+    /// Gives a connection accepted on a TLS listener its session, with the certificates
+    /// current now (a reload changes them for later connections only).
+    fn start_tls(&self, id: ConnId) -> bool {
+        let Some(config) = self.settings().tls.clone() else {
+            tracing::error!(
+                worker = self.index,
+                "TLS connection but no certificates loaded"
+            );
+            return false;
+        };
+        let session = match rustls::ServerConnection::new(config) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(worker = self.index, "cannot start a TLS session: {e}");
+                return false;
+            }
+        };
+        match self.conns.borrow_mut().get_mut(id) {
+            Some(slot) => {
+                slot.tls = Some(Box::new(session));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Writes a connection's outbox now. Returns false when the connection is gone or dead.
     pub fn flush_conn(&self, id: ConnId) -> bool {
         let now = self.now_ms();
@@ -506,12 +532,16 @@ impl Worker {
 /// One non-blocking flush; on a full socket the task is told to wait for writability, on an
 /// error it is told the connection is dead.
 fn flush_slot(slot: &mut ConnSlot, now_ms: u64, metrics: &WorkerMetrics) -> bool {
-    if slot.outbox.is_empty() {
+    let tls_pending = slot.tls.as_ref().is_some_and(|t| t.wants_write());
+    if slot.outbox.is_empty() && !tls_pending {
         slot.write_blocked = false;
         return true;
     }
     let before = slot.outbox.bytes();
-    let result = slot.outbox.flush(slot.fd);
+    let result = match slot.tls.as_deref_mut() {
+        Some(tls) => slot.outbox.flush_tls(slot.fd, tls),
+        None => slot.outbox.flush(slot.fd),
+    };
     WorkerMetrics::add(
         &metrics.bytes_written,
         (before - slot.outbox.bytes()) as u64,
@@ -537,14 +567,14 @@ fn flush_slot(slot: &mut ConnSlot, now_ms: u64, metrics: &WorkerMetrics) -> bool
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener, tls: bool) {
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
             _ = w.stopped() => return,
         };
         match accepted {
-            Ok((stream, peer)) => on_accept(&w, stream, peer),
+            Ok((stream, peer)) => on_accept(&w, stream, peer, tls),
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off instead of spinning on the error.
                 tracing::warn!(worker = w.index, "accept failed: {e}");
@@ -554,13 +584,23 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     }
 }
 
-fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, tls: bool) {
     let _ = stream.set_nodelay(true);
     WorkerMetrics::inc(&w.metrics.accepted);
-    match w.register(stream.as_raw_fd(), peer.ip()) {
-        Some(id) => monoio::spawn(client::serve(w.clone(), id, stream, peer)),
-        None => monoio::spawn(client::reject_over_limit(w.clone(), stream)),
+    let Some(id) = w.register(stream.as_raw_fd(), peer.ip()) else {
+        if tls {
+            // No TLS session to say it in: an immediate close is the refusal.
+            crate::metrics::WorkerMetrics::inc(&w.metrics.rejected);
+        } else {
+            monoio::spawn(client::reject_over_limit(w.clone(), stream));
+        }
+        return;
     };
+    if tls && !w.start_tls(id) {
+        w.unregister(id, peer.ip());
+        return;
+    }
+    monoio::spawn(client::serve(w.clone(), id, stream, peer, tls));
 }
 
 async fn inbox_loop(w: Rc<Worker>) {

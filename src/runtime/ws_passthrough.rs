@@ -7,10 +7,6 @@
 
 use std::io;
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-
 use super::client::{ClientConn, ClientError, Outcome, Read};
 use super::conns::{Sink, ev};
 use super::grip_ws::{GripWs, queue_close, queue_frame};
@@ -18,6 +14,7 @@ use super::proxy::{GRIP_FEATURES, Step};
 use super::websocket::WsSession;
 use super::ws_guard::ClientGuard;
 use crate::origin::client::{self as origin, OriginResponse};
+use crate::origin::stream::OriginStream;
 use crate::proto::http1::{self, RequestHead, Version, header_value};
 use crate::proto::ws::{self, Message, Opcode};
 use crate::proto::wsoh;
@@ -33,7 +30,7 @@ enum State {
 }
 
 pub struct PassSession {
-    origin: TcpStream,
+    origin: OriginStream,
     /// Unparsed bytes from the origin (empty and unallocated while idle).
     origin_buf: Vec<u8>,
     client_ws: ws::Session,
@@ -86,7 +83,8 @@ fn upgrade_request(
         );
     }
     if w.settings().config.origin.x_forwarded_proto {
-        http1::encode_header(&mut out, "X-Forwarded-Proto", b"http");
+        let proto = if conn.tls { &b"https"[..] } else { b"http" };
+        http1::encode_header(&mut out, "X-Forwarded-Proto", proto);
     }
     if !route.no_grip {
         http1::encode_header(&mut out, "Sec-WebSocket-Extensions", b"grip");
@@ -120,8 +118,15 @@ async fn connect(
             .or(target.host_header.as_deref())
             .map(str::as_bytes);
         let request = upgrade_request(conn, head, route_index, host);
-        let addrs = std::slice::from_ref(&settings.routes.addrs[route_index][t]);
-        match origin::send(w, addrs, "GET", request).await {
+        let tls_host = host.or_else(|| header_value(&head.headers, "host"));
+        let dest = match origin::dest(&settings, route_index, t, tls_host) {
+            Ok(d) => d,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match origin::send(w, &dest, "GET", request).await {
             Ok(resp) => return Ok(resp),
             Err(e @ origin::OriginError::Timeout(_)) => return Err(e),
             Err(e) => last = Some(e),
@@ -237,7 +242,7 @@ enum Woke {
 
 async fn wait(
     conn: &ClientConn,
-    origin: &TcpStream,
+    origin: &OriginStream,
     read_client: bool,
     read_origin: bool,
     write: bool,
@@ -248,7 +253,7 @@ async fn wait(
     monoio::select! {
         e = events => Ok(Woke::Events(e)),
         r = conn.stream.readable(false), if read_client => r.map(|_| Woke::Client),
-        r = origin.readable(false), if read_origin => r.map(|_| Woke::Origin),
+        r = origin.readable(), if read_origin => r.map(|_| Woke::Origin),
         r = conn.stream.writable(false), if write => r.map(|_| Woke::Writable),
     }
 }
@@ -360,9 +365,8 @@ impl PassSession {
         } else if buf.len() == buf.capacity() {
             buf.reserve(16_384);
         }
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (res, slice) = self.origin.read(buf.slice_mut(len..cap)).await;
-        self.origin_buf = slice.into_inner();
+        let res = self.origin.read_into(&mut buf).await;
+        self.origin_buf = buf;
         res
     }
 

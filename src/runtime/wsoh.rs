@@ -427,9 +427,10 @@ impl WsohSession {
         let slot: InFlight = Rc::new(RefCell::new(None));
         self.inflight = Some(slot.clone());
         let route_index = self.template.route_index();
+        let host = self.template.host().map(<[u8]>::to_vec);
         let id = conn.id;
         monoio::spawn(async move {
-            let result = origin_wsoh::exchange(w.clone(), route_index, request).await;
+            let result = origin_wsoh::exchange(w.clone(), route_index, host, request).await;
             *slot.borrow_mut() = Some(result);
             w.conns.borrow_mut().notify(id, ev::ORIGIN);
         });
