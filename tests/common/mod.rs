@@ -468,7 +468,10 @@ impl Client {
 
 /// The bytes of a request with a Host header and, for a body, its Content-Length.
 pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: holdfast.test\r\n");
+    let mut out = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        out.push_str("Host: holdfast.test\r\n");
+    }
     for (n, v) in headers {
         out.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -803,6 +806,20 @@ impl Proxy {
             publish: server.publish_addr,
             server: Some(server),
         }
+    }
+
+    /// Wraps a server started by the test itself.
+    pub fn from_server(server: Server) -> Proxy {
+        init_logging();
+        Proxy {
+            http: server.http_addrs[0],
+            publish: server.publish_addr,
+            server: Some(server),
+        }
+    }
+
+    pub fn server(&self) -> Option<&Server> {
+        self.server.as_ref()
     }
 
     /// holdfast in front of `origin`, with `tweak` applied to the test config.
