@@ -98,7 +98,7 @@ fn check_config_accepts_good_config() {
 #[test]
 fn check_config_refuses_unsupported_route_option_naming_the_line() {
     let dir = Scratch::new("check-bad-route");
-    let routes = dir.file("routes", "# line one\n* 127.0.0.1:80,ssl\n");
+    let routes = dir.file("routes", "# line one\n* 127.0.0.1:80,untrusted\n");
     let out = check_config(&["--routes", path_arg(&routes)]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "accepted a bad routes file");
@@ -106,7 +106,28 @@ fn check_config_refuses_unsupported_route_option_naming_the_line() {
         stderr.contains("line 2"),
         "message names the line: {stderr}"
     );
-    assert!(stderr.contains("ssl"), "message names the option: {stderr}");
+    assert!(
+        stderr.contains("untrusted"),
+        "message names the option: {stderr}"
+    );
+}
+
+#[test]
+fn check_config_refuses_a_missing_certificate_naming_the_file() {
+    let dir = Scratch::new("check-bad-cert");
+    let config = dir.file(
+        "holdfast.toml",
+        "[tls]\nlisten = [\"127.0.0.1:0\"]\n[[tls.certificates]]\ncert = \"missing.pem\"\nkey = \"missing.key\"\n",
+    );
+    let out = check_config(&["--config", path_arg(&config)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted a missing certificate");
+    // Relative paths are resolved against the config file's directory, and named in full.
+    let expected = dir.file("unused", "").with_file_name("missing.pem");
+    assert!(
+        stderr.contains(&*expected.to_string_lossy()),
+        "message names the file: {stderr}"
+    );
 }
 
 #[test]
