@@ -327,12 +327,26 @@ impl PublishConfig {
 pub struct LogConfig {
     /// A tracing filter (`info`, `holdfast=debug`, ...). RUST_LOG overrides it.
     pub level: String,
+    /// `text` (human-readable lines) or `json` (one JSON object a line).
+    pub format: LogFormat,
+    /// Most lines each call site logs per second (0: no limit); the rest are counted.
+    pub lines_per_second: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".to_string(),
+            format: LogFormat::Text,
+            lines_per_second: 20,
         }
     }
 }

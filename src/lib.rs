@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod hub;
+pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod proto;

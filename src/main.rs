@@ -78,16 +78,6 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
-}
-
 /// Installs the SIGTERM/SIGINT/SIGHUP handlers; done before start so a signal that arrives right
 /// after readiness is reported is still handled.
 fn signals() -> Result<signal_hook::iterator::Signals, String> {
@@ -160,7 +150,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log.level);
+    holdfast::logging::init(&config.log);
     let result = match &cli.command {
         None | Some(Command::Run) => run(config, None, &|| load_config(&cli)),
         Some(Command::CheckConfig) => holdfast::runtime::server::check(&config)
