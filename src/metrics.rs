@@ -38,6 +38,9 @@ impl Histogram {
 pub struct WorkerMetrics {
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    /// TLS handshakes completed, and failed (bad client hello, timeout, closed midway).
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
     /// Open client connections, and those held by kind.
     pub connections: AtomicU64,
     pub held_stream: AtomicU64,
@@ -171,6 +174,22 @@ pub fn render(workers: &[&WorkerMetrics], publish: &PublishMetrics) -> String {
         "counter",
         "Client connections refused at the connection limit.",
         |m| &m.rejected,
+    );
+    per_worker(
+        &mut out,
+        w,
+        "holdfast_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed on the TLS listeners.",
+        |m| &m.tls_handshakes,
+    );
+    per_worker(
+        &mut out,
+        w,
+        "holdfast_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed or timed out.",
+        |m| &m.tls_handshake_failures,
     );
     per_worker(
         &mut out,

@@ -174,6 +174,25 @@ fn https_with_curl_alpn_and_sni() {
     // The plain listener still answers, and says http.
     let mut c = p.proxy.client();
     assert_eq!(c.get("/plain").text(), "/plain http");
+    // Plain HTTP on the TLS port is a failed handshake (the client gets an alert), counted.
+    let mut raw = Client::connect(p.tls);
+    raw.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    let (answer, _) = raw.wait_closed(IO_TIMEOUT);
+    assert_eq!(answer.first(), Some(&21), "a TLS alert record");
+    let metrics = publish_request(p.proxy.publish, "GET", "/metrics", &[], b"").text();
+    let total = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    // Four attempts: two completed, the plain request failed, and the one curl abandons after
+    // refusing the certificate counts either way (depending on when its alert lands).
+    let done = total("holdfast_tls_handshakes_total{");
+    let failed = total("holdfast_tls_handshake_failures_total{");
+    assert_eq!(done + failed, 4, "{metrics}");
+    assert!(done >= 2 && failed >= 1, "{metrics}");
 }
 
 #[test]

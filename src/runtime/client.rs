@@ -93,9 +93,18 @@ pub async fn serve(w: Rc<Worker>, id: ConnId, stream: TcpStream, peer: SocketAdd
         tls,
         inbuf: None,
     };
-    if tls && !conn.tls_handshake().await {
-        conn.finish();
-        return;
+    if tls {
+        let done = conn.tls_handshake().await;
+        let m = &conn.w.metrics;
+        crate::metrics::WorkerMetrics::inc(if done {
+            &m.tls_handshakes
+        } else {
+            &m.tls_handshake_failures
+        });
+        if !done {
+            conn.finish();
+            return;
+        }
     }
     serve_requests(conn, None).await;
 }
