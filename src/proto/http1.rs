@@ -141,6 +141,15 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Parsed<RequestHea
     if !target.starts_with('/') && target != "*" && !target.contains("://") {
         return Err(Http1Error::Malformed("invalid request target"));
     }
+    if headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .nth(1)
+        .is_some()
+    {
+        // RFC 9112 3.2: routes are chosen by Host, so two of them must not leave it ambiguous.
+        return Err(Http1Error::Malformed("more than one Host header"));
+    }
     let body = request_body_kind(&headers)?;
     let keep_alive = wants_keep_alive(version, &headers);
     let expect_continue =
@@ -712,6 +721,13 @@ mod tests {
         assert_eq!(h.body, BodyKind::None);
         assert!(h.keep_alive);
         assert_eq!(header_value(&h.headers, "HOST"), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn two_host_headers_are_400() {
+        let err = req("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n").unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("Host"), "{err}");
     }
 
     #[test]
