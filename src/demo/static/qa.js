@@ -83,7 +83,7 @@ function connect() {
   board.ws = ws;
   ws.onopen = () => {
     board.retryMs = 500;
-    status('');
+    status('Live');
     // Subscribed before the socket opened: the state fetched now misses nothing.
     loadState();
   };
@@ -95,6 +95,7 @@ function connect() {
   };
   ws.onclose = () => {
     if (board.ws !== ws) return;
+    document.body.dataset.live = 'false';
     status('Connection lost, reconnecting…', true);
     setTimeout(connect, board.retryMs);
     board.retryMs = Math.min(board.retryMs * 2, 8000);
@@ -107,6 +108,8 @@ async function loadState() {
   try {
     const state = await api('GET', `/api/rooms/${encodeURIComponent(board.roomId)}`);
     board.version = state.room.version;
+    // "live": connected and up to date (tests wait for it; nothing else reads it).
+    document.body.dataset.live = String(board.ws && board.ws.readyState === WebSocket.OPEN);
     board.questions = new Map(state.questions.map((q) => [q.id, q]));
     showRoom(state.room);
   } catch (err) {
@@ -278,6 +281,7 @@ function status(text, warn) {
   const s = $('#status');
   s.textContent = text;
   s.classList.toggle('warn', Boolean(warn));
+  s.classList.toggle('live', text === 'Live');
 }
 
 let toastTimer;
