@@ -95,6 +95,12 @@ fn qa_board_changes_reach_every_window_of_the_room() {
         (Some(false), Some(false))
     );
     demo.join("Elsewhere", "Cy", "cy", false);
+    // Others see Ann by a public id, never by the id she acts with.
+    let ann = demo.join("Town Hall", "Ann", "ann", false)["me"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ann.len() == 16 && ann != "ann", "{ann}");
 
     let mut a = demo.socket("town-hall", "ann");
     let mut b = demo.socket("town-hall", "bob");
@@ -115,7 +121,7 @@ fn qa_board_changes_reach_every_window_of_the_room() {
     );
     assert_eq!(
         (q1["votes"].as_u64(), q1["voters"].clone()),
-        (Some(1), json!(["ann"]))
+        (Some(1), json!([ann]))
     );
     let q1 = q1["id"].as_i64().unwrap();
 
@@ -177,7 +183,7 @@ fn qa_board_changes_reach_every_window_of_the_room() {
     let e = everyone_gets(&mut [&mut a, &mut b]);
     assert_eq!(
         e,
-        json!({"type": "user", "version": 9, "userId": "ann", "name": "Ann Lee"})
+        json!({"type": "user", "version": 9, "userId": ann, "name": "Ann Lee"})
     );
     // Bad input: the sender hears why; nothing else happens.
     send(&mut b, json!({"type": "ask", "text": "   "}));
@@ -201,6 +207,13 @@ fn qa_board_changes_reach_every_window_of_the_room() {
     assert_eq!(demo.join("Town Hall", "Bob", "bob", true)["host"], true);
     send(&mut b, json!({"type": "delete", "id": q1}));
     assert_eq!(everyone_gets(&mut [&mut a, &mut b])["type"], "deleted");
+    // Knowing a host's public id (every window does) gives no rights.
+    let mut thief = demo.socket("town-hall", &ann);
+    send(
+        &mut thief,
+        json!({"type": "room", "name": "Pwned", "theme": "rose"}),
+    );
+    assert_eq!(next_event(&mut thief)["message"], "join the room first");
 
     let mut other = c.get_ref().0.try_clone().unwrap();
     other.set_nonblocking(true).unwrap();

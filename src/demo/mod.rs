@@ -40,8 +40,9 @@ const THREADS: usize = 2;
 /// Largest WebSocket-over-HTTP request body the echo endpoint reads (Autobahn sends 16 MiB
 /// messages; axum's default limit is 2 MB).
 const WS_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Largest request body of the apps' endpoints (their messages are a few hundred bytes).
-const APP_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Largest request body of the apps' endpoints: their messages are a few hundred bytes, but
+/// holdfast batches a window's queued WebSocket messages into one request.
+const APP_BODY_BYTES_MAX: usize = 1024 * 1024;
 
 /// How to start the demo origin.
 #[derive(Default, Clone)]

@@ -1,7 +1,9 @@
 //! The live Q&A board, origin side.
 //!
 //! - `POST /api/join` `{room, name, userId, host}`: creates the user and, on first join, the
-//!   room (its creator is a host; `host: true` makes anyone a host). Answers the room's id.
+//!   room (its creator is a host; `host: true` makes anyone a host). Answers the room's id and
+//!   the user's public id (`me`). The `userId` a page makes is its secret: the page acts with
+//!   it, and everyone else only ever sees the public id (as author, voter, answerer).
 //! - `GET /api/rooms/{id}`: the room and its questions (what a page shows after a reload).
 //! - `POST /api/websocket?roomId=..&userId=..` (WebSocket-over-HTTP): OPEN subscribes the socket
 //!   to the room's channel `qa-{id}`; each TEXT message is an action (`ask`, `vote`, `answer`,
@@ -95,9 +97,16 @@ pub async fn join(State(app): State<Arc<App>>, Json(req): Json<JoinRequest>) -> 
             Ok(items) => items,
             Err(e) => return db_error(e),
         };
+        // A refusal is logged; the rooms show the new name on their next load.
         let _ = app.publish(items).await;
     }
+    let me = match app.store.public_id(&req.user_id) {
+        Ok(Some(id)) => id,
+        Ok(None) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the user was not stored"),
+        Err(e) => return db_error(e),
+    };
     Json(json!({
+        "me": me,
         "roomId": joined.room.id,
         "created": joined.created,
         "host": joined.host,
@@ -187,8 +196,7 @@ async fn act(app: &App, room: &str, user: &str, message: &[u8]) -> Result<(), St
         tracing::error!("demo database: {e}");
         "database error".to_string()
     };
-    let known = app.store.user_name(user).map_err(db)?.is_some();
-    if !known {
+    if app.store.public_id(user).map_err(db)?.is_none() {
         return Err("join the room first".into());
     }
     let host_only = matches!(
@@ -259,10 +267,11 @@ async fn act(app: &App, room: &str, user: &str, message: &[u8]) -> Result<(), St
 /// Renames `user`; one item per room they belong to (each room shows their new name).
 fn rename_items(app: &App, user: &str, name: &str) -> DbResult<Vec<Value>> {
     let rooms = app.store.rename_user(user, name)?;
+    let public = app.store.public_id(user)?.unwrap_or_default();
     Ok(rooms
         .iter()
         .map(|(room, version)| {
-            let event = json!({"type": "user", "version": version, "userId": user, "name": name});
+            let event = json!({"type": "user", "version": version, "userId": public, "name": name});
             ws_item(&channel(room), &event)
         })
         .collect())

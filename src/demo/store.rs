@@ -14,9 +14,11 @@ use serde::Serialize;
 pub type DbResult<T> = Result<T, rusqlite::Error>;
 
 const SCHEMA: &str = "
+-- `id` is the page's secret (it acts with it); others only ever see `public_id`.
 CREATE TABLE IF NOT EXISTS users (
-    id   TEXT PRIMARY KEY,
-    name TEXT NOT NULL
+    id        TEXT PRIMARY KEY,
+    public_id TEXT NOT NULL UNIQUE,
+    name      TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rooms (
     id         TEXT PRIMARY KEY,
@@ -79,10 +81,12 @@ pub struct Room {
 pub struct Question {
     pub id: i64,
     pub text: String,
+    /// The author's public id.
     pub author_id: String,
     pub author: String,
     pub created_at: i64,
     pub votes: usize,
+    /// Public ids of the voters.
     pub voters: Vec<String>,
     pub answer: Option<Answer>,
 }
@@ -91,6 +95,7 @@ pub struct Question {
 #[serde(rename_all = "camelCase")]
 pub struct Answer {
     pub text: String,
+    /// The answering host's public id.
     pub author_id: String,
     pub author: String,
     pub at: i64,
@@ -154,16 +159,19 @@ impl Store {
             return Ok(false);
         }
         conn.execute(
-            "INSERT INTO users (id, name) VALUES (?1, ?2)
+            "INSERT INTO users (id, public_id, name) VALUES (?1, lower(hex(randomblob(8))), ?2)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name",
             params![id, name],
         )?;
         Ok(old.is_some())
     }
 
-    pub fn user_name(&self, id: &str) -> DbResult<Option<String>> {
+    /// The public id of the user whose secret id is `id`.
+    pub fn public_id(&self, id: &str) -> DbResult<Option<String>> {
         self.conn()
-            .query_row("SELECT name FROM users WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT public_id FROM users WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
     }
 
@@ -469,9 +477,10 @@ fn questions(
     args: &[&dyn rusqlite::ToSql],
 ) -> DbResult<Vec<Question>> {
     let sql = format!(
-        "SELECT q.id, q.text, q.author_id, COALESCE(u.name, '?'), q.created_at,
-                q.answer, q.answer_author_id, COALESCE(a.name, '?'), q.answered_at,
-                (SELECT group_concat(v.user_id, ' ') FROM votes v WHERE v.question_id = q.id)
+        "SELECT q.id, q.text, COALESCE(u.public_id, ''), COALESCE(u.name, '?'), q.created_at,
+                q.answer, a.public_id, COALESCE(a.name, '?'), q.answered_at,
+                (SELECT group_concat(vu.public_id, ' ') FROM votes v
+                 JOIN users vu ON vu.id = v.user_id WHERE v.question_id = q.id)
          FROM questions q
          LEFT JOIN users u ON u.id = q.author_id
          LEFT JOIN users a ON a.id = q.answer_author_id
@@ -544,7 +553,12 @@ mod tests {
             s.join_room("r", "R", "indigo", id, false).unwrap();
         }
         let (q1, v1) = s.ask("r", "a", "first?").unwrap();
-        assert_eq!((q1.votes, q1.voters.clone()), (1, vec!["a".to_string()]));
+        // Others see a public id, never the secret one the page acts with.
+        let public_a = s.public_id("a").unwrap().unwrap();
+        assert_eq!(public_a.len(), 16);
+        assert_ne!(public_a, s.public_id("b").unwrap().unwrap());
+        assert_eq!((q1.votes, q1.voters.clone()), (1, vec![public_a.clone()]));
+        assert_eq!(q1.author_id, public_a);
         let (q2, v2) = s.ask("r", "b", "second?").unwrap();
         assert!(v2 > v1);
         let (q2, _) = s.toggle_vote("r", "a", q2.id).unwrap().unwrap();

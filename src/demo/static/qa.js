@@ -14,7 +14,9 @@ function randomId() {
 }
 
 const me = {
+  // The secret this page acts with; others only see `publicId`, which the origin assigns.
   id: localStorage.getItem('qa.userId') || randomId(),
+  publicId: null,
   name: localStorage.getItem('qa.name') || '',
   host: false,
 };
@@ -50,6 +52,7 @@ async function join(room, name, asHost) {
   const joined = await api('POST', '/api/join', { room, name, userId: me.id, host: asHost });
   me.name = name;
   me.host = joined.host;
+  me.publicId = joined.me;
   localStorage.setItem('qa.name', name);
   board.roomId = joined.roomId;
   history.replaceState(null, '', `/qa/?room=${encodeURIComponent(joined.roomId)}`);
@@ -154,7 +157,7 @@ function apply(event) {
         if (q.authorId === event.userId) q.author = event.name;
         if (q.answer && q.answer.authorId === event.userId) q.answer.author = event.name;
       }
-      if (event.userId === me.id) {
+      if (event.userId === me.publicId) {
         me.name = event.name;
         localStorage.setItem('qa.name', me.name);
         $('#me-name').textContent = me.name;
@@ -244,14 +247,14 @@ function questionElement(id) {
 
 function renderQuestion(q) {
   const li = questionElement(q.id);
-  const voted = q.voters.includes(me.id);
+  const voted = q.voters.includes(me.publicId);
   const vote = li.querySelector('.vote');
   vote.classList.toggle('voted', voted);
   vote.setAttribute('aria-pressed', String(voted));
   vote.title = voted ? 'Take your vote back' : 'Upvote';
   vote.querySelector('.count').textContent = q.votes;
   li.querySelector('.text').textContent = q.text;
-  li.querySelector('.meta').textContent = `${q.authorId === me.id ? `${q.author} (you)` : q.author} · ${ago(q.createdAt)}`;
+  li.querySelector('.meta').textContent = `${q.authorId === me.publicId ? `${q.author} (you)` : q.author} · ${ago(q.createdAt)}`;
   const answer = li.querySelector('.answer');
   answer.hidden = !q.answer;
   answer.replaceChildren();
