@@ -514,3 +514,30 @@ fn pages_and_starter_endpoints_are_served_through_holdfast() {
     assert_eq!(stream.next_text(), "hello\n");
     assert_eq!(ws_recv(&mut ws), tungstenite::Message::text("hello"));
 }
+
+#[test]
+fn chat_catches_up_page_by_page_through_next_links() {
+    let demo = Demo::start(DemoOptions::default());
+    // More than one page (200) behind: the first answer has no hold, only a next link, which
+    // holdfast fetches at once; the last page holds.
+    let start = Instant::now();
+    for i in 1..=230 {
+        let r = demo.call(
+            "POST",
+            "/rooms/backlog/messages/",
+            Some(&json!({"name": "bot", "text": format!("m{i}")})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    eprintln!("230 messages posted in {:?}", start.elapsed());
+    let mut s = Sse::open(&demo, "backlog", Some("0"));
+    let ids = s.ids(230);
+    assert_eq!(ids, (1..=230).collect::<Vec<i64>>());
+    assert!(
+        s.quiet_for(Duration::from_millis(200)),
+        "more than the backlog"
+    );
+    say(&demo, "backlog", "bot", "live again");
+    let (id, m) = s.next();
+    assert_eq!((id, m["text"].as_str()), (231, Some("live again")));
+}
