@@ -280,17 +280,16 @@ struct Sse {
 
 impl Sse {
     fn open(demo: &Demo, room: &str, last_event_id: Option<&str>) -> Sse {
+        Sse::open_path(demo, &format!("/rooms/{room}/events/"), last_event_id)
+    }
+
+    fn open_path(demo: &Demo, path: &str, last_event_id: Option<&str>) -> Sse {
         let mut client = demo.proxy.client();
         let mut headers = vec![("Accept", "text/event-stream")];
         if let Some(id) = last_event_id {
             headers.push(("Last-Event-ID", id));
         }
-        client.send(&request(
-            "GET",
-            &format!("/rooms/{room}/events/"),
-            &headers,
-            b"",
-        ));
+        client.send(&request("GET", path, &headers, b""));
         let head = client.read_stream_head();
         assert_eq!(head.status, 200);
         assert_eq!(head.header("content-type"), Some("text/event-stream"));
@@ -398,6 +397,13 @@ fn chat_delivers_over_sse_and_resumes_from_last_event_id() {
     say(&demo, "lobby", "Bob", "back");
     assert_eq!((a.next().0, b.next().0), (6, 6));
     assert!(b.quiet_for(Duration::from_millis(200)));
+    // A page that starts a new EventSource says where it was in the query; the header, when
+    // the browser sends one, is newer and wins.
+    let mut d = Sse::open_path(&demo, "/rooms/lobby/events/?lastEventId=4", None);
+    assert_eq!(d.ids(2), [5, 6]);
+    let mut d = Sse::open_path(&demo, "/rooms/lobby/events/?lastEventId=2", Some("5"));
+    assert_eq!(d.ids(1), [6]);
+    assert!(d.quiet_for(Duration::from_millis(100)));
     // A new window gets the history; another room nothing of this one.
     let mut c = Sse::open(&demo, "lobby", None);
     assert_eq!(c.ids(6), [1, 2, 3, 4, 5, 6]);

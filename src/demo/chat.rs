@@ -5,7 +5,9 @@
 //!   holdfast delivers the channel in order and notices a gap.
 //! - `GET /rooms/{room}/events/`: the stream. Where it starts, first match wins: `Grip-Last`
 //!   (holdfast fetching the next link after a gap), `?after=N` (the next link itself),
-//!   `Last-Event-ID` (a browser reconnecting), else the room's recent history. The messages
+//!   `Last-Event-ID` (a browser reconnecting), `?lastEventId=N` (a page that opens a new
+//!   EventSource after the browser gave up, which cannot set the header), else the room's
+//!   recent history. The messages
 //!   after that go in the initial body; then the stream is held on the channel with
 //!   `prev-id` = the last id sent and a next link, as django-eventstream does. A message
 //!   published between reading the database and holding is not lost: holdfast sees its
@@ -88,6 +90,8 @@ pub async fn post(
 #[derive(Deserialize)]
 pub struct EventsQuery {
     after: Option<i64>,
+    #[serde(rename = "lastEventId")]
+    last_event_id: Option<i64>,
 }
 
 pub async fn events(
@@ -102,7 +106,8 @@ pub async fn events(
     let ch = channel(&room);
     let after = grip_last(&headers, &ch)
         .or(q.after)
-        .or_else(|| last_event_id(&headers));
+        .or_else(|| last_event_id(&headers))
+        .or(q.last_event_id.filter(|id| *id >= 0));
     let read = match after {
         Some(after) => app.store.chat_after(&room, after, PAGE + 1),
         None => app.store.chat_recent(&room, HISTORY),

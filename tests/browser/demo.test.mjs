@@ -79,7 +79,13 @@ class Link {
     this.up = true;
     this.sockets = new Set();
     this.requests = [];
+    this.failing = false;
     this.server = net.createServer((client) => {
+      if (this.failing) {
+        // An error answer: EventSource gives up on it instead of retrying.
+        client.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
       if (!this.up) { client.destroy(); return; }
       const origin = net.connect(target, '127.0.0.1');
       this.sockets.add(client).add(origin);
@@ -108,7 +114,13 @@ class Link {
     this.sockets.clear();
   }
 
-  restore() { this.up = true; }
+  /// Drops every connection and answers new ones with 502.
+  fail() {
+    this.cut();
+    this.failing = true;
+  }
+
+  restore() { this.up = true; this.failing = false; }
 
   close() { this.cut(); this.server.close(); }
 }
@@ -353,8 +365,26 @@ async function chatWithReconnect(browser, hf) {
   });
   await new Promise((r) => setTimeout(r, 500));
   assert.deepEqual(await messageIds(eve), [1, 2, 3, 4, 5, 6], 'no duplicates arrived late');
+
+  log('chat: Eve\'s connection drops and the reconnect gets 502: the page starts a new stream');
+  link.fail();
+  await eventually('Eve\'s page shows it is reconnecting', async () => assert.equal(await eve.textContent('#status'), 'reconnecting…'));
+  await say(dee, 'seven');
+  await say(dee, 'eight');
+  await eventually('Dee sees her messages', async () => assert.equal((await messageIds(dee)).length, 8));
+  await new Promise((r) => setTimeout(r, 1000));
+  link.restore();
+  await eventually('Eve gets the two missed messages once', async () => {
+    assert.deepEqual(await messageIds(eve), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.equal(await eve.textContent('#status'), 'live');
+  }, 10000);
+  const restarts = link.requests.filter((h) => h.startsWith('GET /rooms/lobby/events/?lastEventId=6 '));
+  assert.ok(restarts.length > 0, 'the new stream said where the page was');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(await messageIds(eve), [1, 2, 3, 4, 5, 6, 7, 8], 'no duplicates arrived late');
+
   await eve.reload();
-  await eventually('a reload shows the history', async () => assert.deepEqual(await messageIds(eve), [1, 2, 3, 4, 5, 6]));
+  await eventually('a reload shows the history', async () => assert.deepEqual(await messageIds(eve), [1, 2, 3, 4, 5, 6, 7, 8]));
   const shot = path.join(OUT, 'chat.png');
   await dee.screenshot({ path: shot });
   log(`chat: screenshot ${shot}`);

@@ -4,7 +4,7 @@
 'use strict';
 
 const $ = (sel) => document.querySelector(sel);
-const chat = { room: null, name: localStorage.getItem('chat.name') || '', source: null };
+const chat = { room: null, name: localStorage.getItem('chat.name') || '', source: null, lastId: 0 };
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -35,11 +35,19 @@ function start(room, name) {
 }
 
 function listen() {
-  const source = new EventSource(`/rooms/${encodeURIComponent(chat.room)}/events/`);
+  // A new EventSource cannot send Last-Event-ID: after the first, the last id goes in the URL
+  // (the browser's own reconnects send the header, which the origin prefers).
+  const resume = chat.lastId ? `?lastEventId=${chat.lastId}` : '';
+  const source = new EventSource(`/rooms/${encodeURIComponent(chat.room)}/events/${resume}`);
   chat.source = source;
   status('connecting…');
   source.onopen = () => status('live');
-  source.onerror = () => status(source.readyState === EventSource.CLOSED ? 'disconnected' : 'reconnecting…');
+  source.onerror = () => {
+    status('reconnecting…');
+    // The browser retries a dropped connection by itself, but gives up on an error answer
+    // (e.g. 502 while the origin restarts): then start again.
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => { if (chat.source === source) listen(); }, 2000);
+  };
   source.onmessage = (e) => {
     let m;
     try { m = JSON.parse(e.data); } catch { return; }
@@ -52,6 +60,7 @@ function show(m) {
   const nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
   const li = el('li', m.name === chat.name ? 'message mine' : 'message');
   li.dataset.id = m.id;
+  chat.lastId = Math.max(chat.lastId, m.id);
   li.title = new Date(m.at).toLocaleString();
   li.append(el('div', 'who', m.name), el('p', 'what', m.text));
   list.append(li);
