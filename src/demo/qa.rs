@@ -192,10 +192,6 @@ async fn act(app: &App, room: &str, user: &str, message: &[u8]) -> Result<(), St
     let action: Action =
         serde_json::from_slice(message).map_err(|e| format!("not an action: {e}"))?;
     let _order = app.order.lock().await;
-    let db = |e: rusqlite::Error| {
-        tracing::error!("demo database: {e}");
-        "database error".to_string()
-    };
     if app.store.public_id(user).map_err(db)?.is_none() {
         return Err("join the room first".into());
     }
@@ -206,8 +202,21 @@ async fn act(app: &App, room: &str, user: &str, message: &[u8]) -> Result<(), St
     if host_only && !app.store.is_host(room, user).map_err(db)? {
         return Err("only a host can do that".into());
     }
+    let items = change(app, room, user, action)?;
+    app.publish(items)
+        .await
+        .map_err(|e| format!("saved, but not published: {e}"))
+}
+
+fn db(e: rusqlite::Error) -> String {
+    tracing::error!("demo database: {e}");
+    "database error".to_string()
+}
+
+/// Stores the change an action makes (permissions already checked); the items to publish.
+fn change(app: &App, room: &str, user: &str, action: Action) -> Result<Vec<Value>, String> {
     let ch = channel(room);
-    let items = match action {
+    Ok(match action {
         Action::Ask { text } => {
             let text = text_field(&text, "the question", QUESTION_CHARS_MAX)?;
             if app.store.room(room).map_err(db)?.is_none() {
@@ -258,10 +267,7 @@ async fn act(app: &App, room: &str, user: &str, message: &[u8]) -> Result<(), St
             let name = text_field(&name, "your name", NAME_CHARS_MAX)?;
             rename_items(app, user, &name).map_err(db)?
         }
-    };
-    app.publish(items)
-        .await
-        .map_err(|e| format!("saved, but not published: {e}"))
+    })
 }
 
 /// Renames `user`; one item per room they belong to (each room shows their new name).
