@@ -504,6 +504,12 @@ fn pages_and_starter_endpoints_are_served_through_holdfast() {
         assert!(r.text().contains(needle), "{path}");
     }
     assert_eq!(demo.call("GET", "/static/nope.js", None).status, 404);
+    // The landing page's curl example names the publish API this demo publishes to.
+    let landing = demo.call("GET", "/", None).text();
+    assert!(
+        landing.contains(&format!("http://{}/publish/", demo.proxy.publish)),
+        "{landing}"
+    );
 
     let mut stream = demo.proxy.subscribe(
         "/stream",

@@ -162,9 +162,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/rooms/{room}/events/", get(chat::events))
         .route("/rooms/{room}/messages/", post(chat::post))
         .layer(DefaultBodyLimit::max(APP_BODY_BYTES_MAX))
+        .route("/", get(index))
         .with_state(app);
     Router::new()
-        .route("/", get(|| page("index.html")))
         .route("/qa/", get(|| page("qa.html")))
         .route("/chat/", get(|| page("chat.html")))
         .route("/static/{file}", get(|Path(f): Path<String>| page_owned(f)))
@@ -180,11 +180,6 @@ fn router(app: Arc<App>) -> Router {
 
 /// The browser side: static files, embedded at build time (no build step, nothing to install).
 const FILES: &[(&str, &str, &str)] = &[
-    (
-        "index.html",
-        "text/html; charset=utf-8",
-        include_str!("static/index.html"),
-    ),
     (
         "qa.html",
         "text/html; charset=utf-8",
@@ -211,6 +206,20 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("static/chat.js"),
     ),
 ];
+
+/// The landing page, with the publish address this demo really uses in its curl example.
+async fn index(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    let body = include_str!("static/index.html");
+    let body = match app.publisher.addr() {
+        Some(addr) => body.replace("127.0.0.1:5561", &addr.to_string()),
+        None => body.to_string(),
+    };
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    (headers, body).into_response()
+}
 
 async fn page(name: &'static str) -> Response {
     page_owned(name.to_string()).await

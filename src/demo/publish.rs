@@ -74,6 +74,11 @@ impl Publisher {
         }
     }
 
+    /// Where publishes go, once known.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        *self.addr.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn set_addr(&self, addr: SocketAddr) {
         *self.addr.write().unwrap_or_else(|e| e.into_inner()) = Some(reachable(addr));
     }
