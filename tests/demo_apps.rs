@@ -214,6 +214,13 @@ fn qa_board_changes_reach_every_window_of_the_room() {
         json!({"type": "room", "name": "Pwned", "theme": "rose"}),
     );
     assert_eq!(next_event(&mut thief)["message"], "join the room first");
+    // Nor does having joined another room.
+    let mut visitor = demo.socket("town-hall", "cy");
+    send(
+        &mut visitor,
+        json!({"type": "ask", "text": "Hi from elsewhere"}),
+    );
+    assert_eq!(next_event(&mut visitor)["message"], "join the room first");
 
     let mut other = c.get_ref().0.try_clone().unwrap();
     other.set_nonblocking(true).unwrap();
@@ -426,7 +433,9 @@ fn chat_recovers_a_message_whose_publish_failed() {
     };
     demo.origin.set_publish(dead, PublishAuth::None);
     let r = say(&demo, "ops", "Ann", "two");
-    assert_eq!(r.status, 502, "{}", r.text());
+    // Stored, so sent: the sender is not asked to send it again.
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(a.quiet_for(Duration::from_millis(300)));
     demo.origin
         .set_publish(demo.proxy.publish, PublishAuth::None);
     // ...so message 3's prev-id (2) is not what the stream last got (1): holdfast fetches the
@@ -552,4 +561,58 @@ fn chat_catches_up_page_by_page_through_next_links() {
     say(&demo, "backlog", "bot", "live again");
     let (id, m) = s.next();
     assert_eq!((id, m["text"].as_str()), (231, Some("live again")));
+}
+
+#[test]
+fn the_apps_publish_with_the_credentials_holdfast_asks_for() {
+    let origin = DemoOrigin::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let proxy = ws_proxy(origin.addr.port(), |c| {
+        c.publish.basic_auth = Some("demo:s3cret".into());
+    });
+    let demo = Demo { origin, proxy };
+    demo.join("Auth", "Ann", "ann", false);
+    let mut a = demo.socket("auth", "ann");
+    // Without credentials the change is stored but the publish is refused: the actor hears why.
+    demo.origin
+        .set_publish(demo.proxy.publish, PublishAuth::None);
+    send(&mut a, json!({"type": "ask", "text": "anyone?"}));
+    let e = next_event(&mut a);
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("saved, but not published:") && message.contains("401"),
+        "{e}"
+    );
+    demo.origin
+        .set_publish(demo.proxy.publish, PublishAuth::Basic("demo:s3cret".into()));
+    send(&mut a, json!({"type": "ask", "text": "now?"}));
+    let e = next_event(&mut a);
+    assert_eq!(
+        (e["type"].as_str(), e["version"].as_i64()),
+        (Some("question"), Some(2))
+    );
+
+    // A Bearer token signed with the key (and issuer) holdfast checks.
+    let origin = DemoOrigin::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let proxy = ws_proxy(origin.addr.port(), |c| {
+        c.publish.jwt_key = Some("k3y".into());
+        c.publish.jwt_iss = Some("demo".into());
+    });
+    let bearer = |iss: &str| PublishAuth::Bearer {
+        key: "k3y".into(),
+        iss: Some(iss.into()),
+    };
+    origin.set_publish(proxy.publish, bearer("someone-else"));
+    let demo = Demo { origin, proxy };
+    demo.join("Auth", "Ann", "ann", false);
+    let mut a = demo.socket("auth", "ann");
+    send(&mut a, json!({"type": "ask", "text": "anyone?"}));
+    assert!(
+        next_event(&mut a)["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("401")
+    );
+    demo.origin.set_publish(demo.proxy.publish, bearer("demo"));
+    send(&mut a, json!({"type": "ask", "text": "now?"}));
+    assert_eq!(next_event(&mut a)["type"], "question");
 }

@@ -192,14 +192,14 @@ async fn act(app: &App, room: &str, user: &str, message: &[u8]) -> Result<(), St
     let action: Action =
         serde_json::from_slice(message).map_err(|e| format!("not an action: {e}"))?;
     let _order = app.order.lock().await;
-    if app.store.public_id(user).map_err(db)?.is_none() {
+    let Some(host) = app.store.membership(room, user).map_err(db)? else {
         return Err("join the room first".into());
-    }
+    };
     let host_only = matches!(
         action,
         Action::Answer { .. } | Action::Delete { .. } | Action::Room { .. }
     );
-    if host_only && !app.store.is_host(room, user).map_err(db)? {
+    if host_only && !host {
         return Err("only a host can do that".into());
     }
     let items = change(app, room, user, action)?;

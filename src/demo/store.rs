@@ -212,16 +212,15 @@ impl Store {
         })
     }
 
-    pub fn is_host(&self, room: &str, user: &str) -> DbResult<bool> {
-        Ok(self
-            .conn()
+    /// Whether `user` has joined `room`: None if not, else whether they are a host there.
+    pub fn membership(&self, room: &str, user: &str) -> DbResult<Option<bool>> {
+        self.conn()
             .query_row(
                 "SELECT host FROM members WHERE room_id = ?1 AND user_id = ?2",
                 params![room, user],
                 |r| r.get::<_, bool>(0),
             )
-            .optional()?
-            .unwrap_or(false))
+            .optional()
     }
 
     pub fn room(&self, id: &str) -> DbResult<Option<Room>> {
@@ -542,7 +541,9 @@ mod tests {
         assert!(s.join_room("r", "R", "indigo", "c", true).unwrap().host);
         // Host rights stay when joining again without the box ticked.
         assert!(s.join_room("r", "R", "indigo", "a", false).unwrap().host);
-        assert!(!s.is_host("r", "b").unwrap());
+        assert_eq!(s.membership("r", "b").unwrap(), Some(false));
+        assert_eq!(s.membership("r", "a").unwrap(), Some(true));
+        assert_eq!(s.membership("r", "nobody").unwrap(), None);
     }
 
     #[test]
