@@ -18,7 +18,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-echo "== test apps: npm (serve-grip origin) and PyPI (gripcontrol publisher)"
+echo "== test apps: npm (serve-grip origin, playwright-core for the browser tests) and PyPI (gripcontrol publisher)"
 command -v node >/dev/null 2>&1 || { echo "node is required (Node 18+)"; exit 1; }
 (cd tests/apps/serve-grip && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
