@@ -87,7 +87,8 @@ function connect() {
   ws.onopen = () => {
     board.retryMs = 500;
     status('Live');
-    // Subscribed before the socket opened: the state fetched now misses nothing.
+    // The origin subscribed this socket in its answer to the opening, so the state fetched now
+    // is followed by every later change (one missed anyway shows as a version gap).
     loadState();
   };
   ws.onmessage = (m) => {
