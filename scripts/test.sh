@@ -9,6 +9,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # Pushpin, the reference implementation: tests/parity runs the same scenarios against both.
 command -v pushpin >/dev/null 2>&1 || need_apt+=(pushpin)
+# Headless Chromium for the demo apps' browser tests (tests/browser, driven by playwright-core).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
@@ -16,9 +18,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-echo "== test apps: npm (serve-grip origin) and PyPI (gripcontrol publisher)"
+echo "== test apps: npm (serve-grip origin, playwright-core for the browser tests) and PyPI (gripcontrol publisher)"
 command -v node >/dev/null 2>&1 || { echo "node is required (Node 18+)"; exit 1; }
 (cd tests/apps/serve-grip && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 [ -x .venv/bin/python3 ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r tests/apps/requirements.txt
 
@@ -52,6 +55,13 @@ else
   systemd-analyze verify "$unit_dir/holdfast.service"
   rm -rf "$unit_dir"
 fi
+
+echo "== browser tests of the demo apps (headless Chromium: Q&A board with 3 windows, chat with a forced reconnect)"
+# Once, not per driver: holdfast demo runs with the default (io_uring if available, else epoll).
+# Screenshots go to target/browser/ (board.png, board-phone.png, chat.png).
+browser_start=$(date +%s)
+timeout 300 node tests/browser/demo.test.mjs
+echo "browser tests took $(( $(date +%s) - browser_start )) s"
 
 echo "== Autobahn|Testsuite (WebSocket conformance, sections 1-11)"
 scripts/autobahn/run.sh target/debug/holdfast

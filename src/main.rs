@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use holdfast::demo::DemoOrigin;
+use holdfast::demo::{DemoOptions, DemoOrigin, PublishAuth};
 use holdfast::{Config, Server};
 
 #[cfg(feature = "mimalloc")]
@@ -50,6 +50,9 @@ enum Command {
         /// Where the demo origin listens.
         #[arg(long, default_value = "127.0.0.1:0")]
         origin_listen: SocketAddr,
+        /// The demo apps' SQLite database (created if missing); `:memory:` keeps nothing.
+        #[arg(long, default_value = "holdfast-demo.db")]
+        db: PathBuf,
     },
     /// Validate the config and routes, then exit.
     CheckConfig,
@@ -112,17 +115,35 @@ fn wait_for_stop(
     }
 }
 
+/// How the demo apps authenticate to the publish API: as the config asks of every publisher.
+fn publish_auth(config: &Config) -> PublishAuth {
+    match (&config.publish.basic_auth, &config.publish.jwt_key) {
+        (Some(userpass), _) => PublishAuth::Basic(userpass.clone()),
+        (None, Some(key)) => PublishAuth::Bearer {
+            key: key.clone(),
+            iss: config.publish.jwt_iss.clone(),
+        },
+        (None, None) => PublishAuth::None,
+    }
+}
+
 fn run(
     config: Config,
     demo: Option<DemoOrigin>,
     reload: &dyn Fn() -> Result<Config, String>,
 ) -> Result<(), String> {
     let signals = signals()?;
+    let auth = publish_auth(&config);
     let server = Server::start(config).map_err(|e| e.to_string())?;
+    if let Some(d) = &demo {
+        // The apps publish their changes to this holdfast, as any app would.
+        d.set_publish(server.publish_addr, auth);
+    }
     holdfast::runtime::host::notify_ready();
     if let Some(d) = &demo {
         let http = server.http_addrs.first().map(|a| a.port()).unwrap_or(7999);
         println!("holdfast demo: origin on {}, proxy on port {http}", d.addr);
+        println!("  open:     http://127.0.0.1:{http}/   (Q&A board: /qa/, chat: /chat/)");
         println!("  watch:    curl -N http://127.0.0.1:{http}/stream   (also /sse, /response)");
         println!(
             "  ws:       a WebSocket client on ws://127.0.0.1:{http}/ws (echoes, gets 'test')"
@@ -162,7 +183,13 @@ fn main() -> ExitCode {
                 )
             })
             .map_err(|e| e.to_string()),
-        Some(Command::Demo { origin_listen }) => match DemoOrigin::start(*origin_listen) {
+        Some(Command::Demo { origin_listen, db }) => match DemoOrigin::start_with(
+            *origin_listen,
+            DemoOptions {
+                db_path: (db.as_os_str() != ":memory:").then(|| db.clone()),
+                ..DemoOptions::default()
+            },
+        ) {
             Ok(origin) => {
                 config.server.routes_file = None;
                 // WebSocket clients reach the demo origin over HTTP; everything else as is.
