@@ -60,6 +60,10 @@ pub struct ServerConfig {
     pub connections_max_per_ip: usize,
     /// Listen backlog of each listening socket.
     pub listen_backlog: i32,
+    /// SO_SNDBUF / SO_RCVBUF of each accepted client socket, in bytes (0: the kernel's
+    /// autotuning). Small values keep mostly idle held sockets cheap in kernel memory.
+    pub socket_send_buffer_bytes: usize,
+    pub socket_recv_buffer_bytes: usize,
     /// Routes file in Pushpin's syntax. Relative paths are relative to the config file.
     pub routes_file: Option<PathBuf>,
     /// Routes given inline (same syntax); used when `routes_file` is not set.
@@ -80,6 +84,8 @@ impl Default for ServerConfig {
             connections_max: 0,
             connections_max_per_ip: 0,
             listen_backlog: 4096,
+            socket_send_buffer_bytes: 0,
+            socket_recv_buffer_bytes: 0,
             routes_file: None,
             routes: "* 127.0.0.1:8080\n".to_string(),
             shutdown_timeout_ms: 5_000,

@@ -227,7 +227,11 @@ fn published_items_reach_a_tls_subscriber_in_order() {
     let pki = Pki::new("fanout");
     let a = pki.cert("a", &["a.test"]);
     let origin = Origin::fixed(stream_hold("tls-news", b"ready\n"));
-    let p = start(tls_config(&route_to(&origin), vec![a.clone()]));
+    let mut config = tls_config(&route_to(&origin), vec![a.clone()]);
+    // Small socket buffers (as for a host of idle connections): the fan-out blocks sooner.
+    config.server.socket_send_buffer_bytes = 8192;
+    config.server.socket_recv_buffer_bytes = 8192;
+    let p = start(config);
     let mut s = connect(p.tls, "a.test", &a.cert);
     s.write_all(b"GET /s HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
@@ -237,6 +241,18 @@ fn published_items_reach_a_tls_subscriber_in_order() {
         "{}",
         String::from_utf8_lossy(&head)
     );
+    // The accepted socket has them (Linux reports double what was set).
+    if let Ok(out) = Command::new("ss")
+        .args(["-tmnH", "state", "established"])
+        .arg(format!("( sport = :{} )", p.tls.port()))
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("rb16384") && text.contains("tb16384"),
+            "socket buffers not applied: {text}"
+        );
+    }
 
     const ITEMS: usize = 3000;
     let filler = "x".repeat(1000);

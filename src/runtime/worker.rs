@@ -586,6 +586,19 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, tls: bool) {
 
 fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, tls: bool) {
     let _ = stream.set_nodelay(true);
+    let (send, recv) = {
+        let settings = w.settings.borrow();
+        let server = &settings.config.server;
+        (
+            server.socket_send_buffer_bytes,
+            server.socket_recv_buffer_bytes,
+        )
+    };
+    if (send | recv) != 0
+        && let Err(e) = super::listener::set_buffer_sizes(stream.as_raw_fd(), send, recv)
+    {
+        tracing::warn!(worker = w.index, "cannot set socket buffer sizes: {e}");
+    }
     WorkerMetrics::inc(&w.metrics.accepted);
     let Some(id) = w.register(stream.as_raw_fd(), peer.ip()) else {
         if tls {
