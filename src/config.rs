@@ -24,6 +24,8 @@ pub struct Config {
     pub publish: PublishConfig,
     pub websocket: WebSocketConfig,
     pub log: LogConfig,
+    /// `[cluster]`: other holdfast nodes over NATS (off by default).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// Which io_uring/epoll driver the workers run on.
@@ -398,6 +400,7 @@ impl Config {
         {
             return bad("publish.basic_auth must be user:password");
         }
+        self.cluster.validate()?;
         Ok(())
     }
 
@@ -449,6 +452,7 @@ mod tests {
             format!("{:?}", file.websocket),
             format!("{:?}", code.websocket)
         );
+        assert_eq!(file.cluster, code.cluster);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! every worker's `hub::inbox`; each worker fans them out to its own subscribers.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod hub;
