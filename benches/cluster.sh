@@ -24,6 +24,7 @@ LAT_COUNT=${LAT_COUNT:-200}
 INTERVAL_MS=${INTERVAL_MS:-20}
 BASE=${BASE_PORT:-9400}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 HF=target/release/holdfast
 LOAD=benches/load/target/release/holdfast-load
 NATS=$(command -v nats-server || echo /usr/sbin/nats-server)

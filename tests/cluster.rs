@@ -533,6 +533,18 @@ fn three_nodes_survive_losing_a_nats_member() {
         "node 1 publishes, holds nothing on only0: {delta:?}"
     );
     assert_eq!(delta[2], 0, "node 2 holds nothing on only0: {delta:?}");
+    // Every subscriber is gone (each reader closed its connection at its end marker): after the
+    // linger node 0 unsubscribes from everything, and receives nothing more for only0.
+    drop(only);
+    wait_until("node 0 let go of only0", Duration::from_secs(5), || {
+        metric(&nodes[0], "holdfast_cluster_subjects") == 0
+    });
+    let before0 = received(0);
+    for n in 1..=5 {
+        publish_text(nodes[1].publish, "only0", &format!("only0 {n}"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(received(0), before0, "node 0 no longer listens to only0");
     eprintln!("cluster: test took {:?}", started.elapsed());
 }
 
