@@ -73,6 +73,11 @@ pub fn publish_body(item: &Item) -> Vec<u8> {
     if let Some(f) = &item.ws_message {
         formats.insert("ws-message".into(), ws_json(f));
     }
+    if formats.is_empty() {
+        // Only formats holdfast does not know were published: the item reaches no subscriber but
+        // still counts in its channel's id/prev-id chain. An unknown name keeps it a valid item.
+        formats.insert("none".into(), Value::Object(Map::new()));
+    }
     obj.insert("formats".into(), formats.into());
     json!({ "items": [obj] }).to_string().into_bytes()
 }
@@ -235,6 +240,7 @@ mod tests {
             {"channel": "e", "formats": {"ws-message": {"type": "ping", "content": "p"}}},
             {"channel": "f", "formats": {"ws-message": {"type": "binary", "content": "t"}}},
             {"channel": "g", "formats": {"ws-message": {"action": "close"}}},
+            {"channel": "h", "id": "3", "prev-id": "2", "formats": {"http-e": {"body": "x"}}},
         ]}));
     }
 
