@@ -7,7 +7,10 @@
 //! is in publish order without repeats, and complete from shortly after node 0's reconnect (its
 //! own channel `a` is complete from the start: a node delivers what it accepts at once); what a
 //! node missed equals its `holdfast_cluster_lost_total`. Then interest: a channel held only by
-//! node 0 and published through node 1 is not received by node 2 at all.
+//! node 0 and published through node 1 is not received by node 2 at all, and not by node 0 either
+//! once its subscribers are gone and the linger is over. Separately: a node started with no NATS
+//! serves its own publishes, then joins when NATS appears; and an `id`/`prev-id` chain published
+//! through the three nodes in turn reaches every node's subscribers in chain order.
 //!
 //! Needs `nats-server` (Debian package `nats-server`; scripts/test.sh installs it). Without it
 //! the tests skip with a message, unless `HOLDFAST_CLUSTER_REQUIRED=1` (CI), which makes that a
@@ -592,4 +595,63 @@ fn a_node_starts_without_nats_and_joins_when_it_appears() {
     let (seqs, ended) = sub.finish(Duration::from_secs(5));
     assert!(ended);
     assert_eq!(seqs, [1, 2, 3]);
+}
+
+#[test]
+fn id_chains_stay_in_order_across_accepting_nodes() {
+    if !can_run("id_chains_stay_in_order_across_accepting_nodes") {
+        return;
+    }
+    let nats = Nats::start(free_port(), &[], 0);
+    let origin = origin();
+    let nodes: Vec<Proxy> = (0..3)
+        .map(|i| node(&origin, &format!("c{i}"), vec![nats.url()]))
+        .collect();
+    wait_until("every node connected", Duration::from_secs(10), || {
+        nodes
+            .iter()
+            .all(|n| metric(n, "holdfast_cluster_connected") == 1)
+    });
+    let mut subs: Vec<Subscriber> = (0..3)
+        .map(|i| sse_subscriber(&nodes[i], i, "chain"))
+        .collect();
+    let chained = |n: u64, text: String| {
+        let mut item = json!({
+            "channel": "chain",
+            "id": n.to_string(),
+            "formats": {"http-stream": {"content": format!("data: {text}\n\n")}},
+        });
+        if n > 0 {
+            item["prev-id"] = json!((n - 1).to_string());
+        }
+        items(vec![item])
+    };
+    // The chain starts where every node has seen item 0 (warm-up, not counted).
+    wait_until("item 0 everywhere", Duration::from_secs(10), || {
+        nodes[0].publish(&chained(0, "chain warm".into()));
+        std::thread::sleep(Duration::from_millis(50));
+        subs.iter().all(|s| s.warm() > 0)
+    });
+    // Then 1..=60, each through the next node. A node accepting item n delivers it locally at
+    // once, often before item n-1 (accepted elsewhere) has come over NATS: its sequencer holds n
+    // until n-1 is delivered. (With publish.message_wait_ms = 0, which releases such items at
+    // once, node 0's subscriber gets them out of order: the wait is what keeps the chain.)
+    const N: u64 = 60;
+    let mut holder = 0;
+    for n in 1..=N {
+        holder = (n % 3) as usize;
+        nodes[holder].publish(&chained(n, format!("chain {n}")));
+    }
+    nodes[(holder + 1) % 3].publish(&chained(N + 1, "chain end".into()));
+    for s in &mut subs {
+        let (seqs, ended) = s.finish(Duration::from_secs(10));
+        eprintln!(
+            "cluster: {}: id chain {} items, in chain order: {}",
+            s.label,
+            seqs.len(),
+            seqs == (1..=N).collect::<Vec<u64>>()
+        );
+        assert!(ended, "{}: no end", s.label);
+        assert_eq!(seqs, (1..=N).collect::<Vec<u64>>(), "{}", s.label);
+    }
 }
