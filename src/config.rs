@@ -348,6 +348,9 @@ impl Config {
         {
             config.server.routes_file = Some(dir.join(file));
         }
+        if let Some(dir) = path.and_then(Path::parent) {
+            config.cluster.anchor_paths(dir);
+        }
         Ok(config)
     }
 

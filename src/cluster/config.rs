@@ -1,7 +1,7 @@
 //! `[cluster]`: the NATS connection that joins holdfast nodes. Off by default; a single node needs
 //! nothing else running. Validation here only checks text; nothing connects.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -30,7 +30,8 @@ pub struct ClusterConfig {
     pub password: Option<String>,
     /// NATS token authentication.
     pub token: Option<String>,
-    /// A NATS `.creds` file (JWT and NKey seed).
+    /// A NATS `.creds` file (JWT and NKey seed). Relative file paths here are relative to the
+    /// config file.
     pub credentials_file: Option<PathBuf>,
     /// An NKey seed (`SU...`).
     pub nkey_seed: Option<String>,
@@ -93,6 +94,23 @@ impl ClusterConfig {
             format!("holdfast-{}", std::process::id())
         } else {
             self.node_name.clone()
+        }
+    }
+
+    /// Makes relative file paths (credentials, TLS) relative to `dir`, the config file's directory.
+    pub fn anchor_paths(&mut self, dir: &Path) {
+        for path in [
+            &mut self.credentials_file,
+            &mut self.tls_ca_file,
+            &mut self.tls_cert_file,
+            &mut self.tls_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
         }
     }
 
@@ -245,6 +263,21 @@ mod tests {
             assert!(err.contains(needle), "{err} should mention {needle}");
             assert!(err.contains("cluster."), "{err}");
         }
+    }
+
+    #[test]
+    fn relative_files_are_anchored_at_the_config_dir() {
+        let text = "[cluster]\ncredentials_file = \"nats.creds\"\ntls_ca_file = \"/abs/ca.pem\"\n";
+        let c = crate::config::Config::from_toml(text, Some(Path::new("/etc/holdfast/h.toml")))
+            .unwrap();
+        assert_eq!(
+            c.cluster.credentials_file.as_deref(),
+            Some(Path::new("/etc/holdfast/nats.creds"))
+        );
+        assert_eq!(
+            c.cluster.tls_ca_file.as_deref(),
+            Some(Path::new("/abs/ca.pem"))
+        );
     }
 
     #[test]
