@@ -78,9 +78,19 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
+/// The NATS client logs every connection attempt and event at info; holdfast logs what matters
+/// of those itself (`cluster: ...`), so the client says only warnings unless the level names it.
+fn with_quiet_deps(level: &str) -> String {
+    if level.contains("async_nats") {
+        level.to_string()
+    } else {
+        format!("{level},async_nats=warn")
+    }
+}
+
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(with_quiet_deps(level)))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
