@@ -109,9 +109,12 @@ impl ClusterLink {
     }
 
     /// Publish thread: sends items accepted here to the other nodes. Connected, a full queue
-    /// makes the publisher wait (up to a second); disconnected, an item that does not fit is
-    /// delivered here only and counted in `holdfast_cluster_publish_dropped_total`.
+    /// makes the publisher wait (up to a second per request); disconnected, or once that second
+    /// is spent, an item that does not fit is delivered here only and counted in
+    /// `holdfast_cluster_publish_dropped_total`.
     pub async fn forward(&self, items: &[Item]) {
+        // One wait per request: a thousand-item publish must not wait a thousand seconds.
+        let mut may_wait = true;
         for item in items {
             let out = Outgoing {
                 channel: item.channel.clone(),
@@ -119,11 +122,13 @@ impl ClusterLink {
             };
             let sent = match self.outgoing_tx.try_send(out) {
                 Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(out)) if self.is_connected() => {
-                    matches!(
+                Err(mpsc::error::TrySendError::Full(out)) if may_wait && self.is_connected() => {
+                    let sent = matches!(
                         monoio::time::timeout(SEND_WAIT, self.outgoing_tx.send(out)).await,
                         Ok(Ok(()))
-                    )
+                    );
+                    may_wait = sent;
+                    sent
                 }
                 Err(_) => false,
             };
