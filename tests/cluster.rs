@@ -10,7 +10,9 @@
 //! node 0 and published through node 1 is not received by node 2 at all, and not by node 0 either
 //! once its subscribers are gone and the linger is over. Separately: a node started with no NATS
 //! serves its own publishes, then joins when NATS appears; and an `id`/`prev-id` chain published
-//! through the three nodes in turn reaches every node's subscribers in chain order.
+//! through the three nodes in turn reaches every node's subscribers in chain order; and a node
+//! that misses part of a chain while it reconnects reports exactly what it missed and delivers the
+//! rest at once (it does not wait `message_wait_ms` for the lost predecessor).
 //!
 //! Needs `nats-server` (Debian package `nats-server`; scripts/test.sh installs it). Without it
 //! the tests skip with a message, unless `HOLDFAST_CLUSTER_REQUIRED=1` (CI), which makes that a
