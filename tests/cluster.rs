@@ -12,7 +12,9 @@
 //! serves its own publishes, then joins when NATS appears; and an `id`/`prev-id` chain published
 //! through the three nodes in turn reaches every node's subscribers in chain order; and a node
 //! that misses part of a chain while it reconnects reports exactly what it missed and delivers the
-//! rest at once (it does not wait `message_wait_ms` for the lost predecessor).
+//! rest at once (it does not wait `message_wait_ms` for the lost predecessor), and a subscriber
+//! there that tracks prev-ids (an event-log origin with `Grip-Link`) gets what was lost from the
+//! origin and ends with every event once, in order.
 //!
 //! Needs `nats-server` (Debian package `nats-server`; scripts/test.sh installs it). Without it
 //! the tests skip with a message, unless `HOLDFAST_CLUSTER_REQUIRED=1` (CI), which makes that a
@@ -279,6 +281,21 @@ fn record(got: &Mutex<Got>, text: &str) -> bool {
     false
 }
 
+/// Hands each SSE event (the text up to its blank line) of a held stream to `on_event` until it
+/// returns true or the stream ends (or stays silent for the client's read timeout).
+fn read_events(c: &mut Client, mut on_event: impl FnMut(&str) -> bool) {
+    let mut pending = String::new();
+    while let Ok(Some(chunk)) = c.wire.read_chunk() {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            if on_event(&event) {
+                return;
+            }
+        }
+    }
+}
+
 fn ws_subscriber(proxy: &Proxy, node: usize, channel: &str) -> Subscriber {
     let mut ws = ws_connect(proxy.http, &format!("/ws/{channel}"));
     assert_eq!(ws_recv_text(&mut ws), "ready");
@@ -319,18 +336,12 @@ fn sse_subscriber(proxy: &Proxy, node: usize, channel: &str) -> Subscriber {
     let got = Arc::new(Mutex::new(Got::default()));
     let g = got.clone();
     let thread = std::thread::spawn(move || {
-        let mut pending = String::new();
-        while let Ok(Some(chunk)) = c.wire.read_chunk() {
-            pending.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = pending.find("\n\n") {
-                let event: String = pending.drain(..end + 2).collect();
-                if let Some(text) = event.trim_end().strip_prefix("data: ")
-                    && record(&g, text)
-                {
-                    return;
-                }
-            }
-        }
+        read_events(&mut c, |event| {
+            event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .is_some_and(|text| record(&g, text))
+        })
     });
     Subscriber {
         label: format!("node{node} sse {channel}"),
@@ -728,4 +739,111 @@ fn a_gap_does_not_hold_up_the_chain_after_it() {
         took < Duration::from_secs(3),
         "the chain after the gap was held up: {took:?}"
     );
+}
+
+/// An SSE origin keeping an event log, as django-eventstream does: `GET /events` (and its next
+/// links `/events?last=N`) answers the events after N (or after `Grip-Last`'s last-id) and holds
+/// the stream on channel `r` with prev-id = the last event sent.
+fn event_origin(log: Arc<Mutex<Vec<u64>>>) -> Origin {
+    Origin::start(move |req| {
+        let after: u64 = match req.header("grip-last") {
+            Some(v) => v.rsplit('=').next().and_then(|n| n.trim().parse().ok()),
+            None => req.path.split("last=").nth(1).and_then(|n| n.parse().ok()),
+        }
+        .unwrap_or(0);
+        let newer: Vec<u64> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|&n| n > after)
+            .collect();
+        let last = newer.last().copied().unwrap_or(after);
+        let body: String = newer
+            .iter()
+            .map(|n| format!("id: {n}\ndata: r {n}\n\n"))
+            .collect();
+        let channel = format!("r; prev-id={last}");
+        let link = format!("</events?last={last}>; rel=next");
+        let headers = [
+            ("Content-Type", "text/event-stream"),
+            ("Grip-Hold", "stream"),
+            ("Grip-Channel", channel.as_str()),
+            ("Grip-Link", link.as_str()),
+        ];
+        Reply::Send(response(200, "OK", &headers, body.as_bytes()))
+    })
+}
+
+#[test]
+fn a_prev_id_subscriber_recovers_what_its_node_missed() {
+    if !can_run("a_prev_id_subscriber_recovers_what_its_node_missed") {
+        return;
+    }
+    let routes: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let mut nats: Vec<Nats> = (0..2)
+        .map(|i| Nats::start(free_port(), &routes, i))
+        .collect();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let origin = event_origin(log.clone());
+    let a = node(&origin, "rec-a", vec![nats[0].url()]);
+    let b = node(&origin, "rec-b", vec![nats[1].url(), nats[0].url()]);
+    wait_until("both connected", Duration::from_secs(10), || {
+        metric(&a, "holdfast_cluster_connected") == 1
+            && metric(&b, "holdfast_cluster_connected") == 1
+    });
+    let mut c = b.client();
+    c.set_timeout(Duration::from_secs(10));
+    c.send(&request("GET", "/events", &[], b""));
+    assert_eq!(c.read_stream_head().status, 200);
+    wait_until("b subscribed to r", Duration::from_secs(5), || {
+        metric(&b, "holdfast_cluster_subjects") == 1
+    });
+    // The subscription travels from member 1 to member 0 over the route.
+    std::thread::sleep(SETTLE);
+    let reader = std::thread::spawn(move || {
+        let mut ids: Vec<u64> = Vec::new();
+        read_events(&mut c, |event| {
+            if let Some(id) = event.lines().find_map(|l| l.strip_prefix("id: ")) {
+                ids.push(id.trim().parse().unwrap());
+            }
+            ids.last() == Some(&150)
+        });
+        ids
+    });
+    // Events 1..=150, each stored by the origin and then published through A with prev-id; B's
+    // NATS member dies after 50. B misses some, delivers the next one (it forgot the last id when
+    // it found the gap), the subscriber sees the prev-id jump and fetches its next link, and the
+    // origin sends what was missed: the stream ends up complete, once each, in order.
+    const N: u64 = 150;
+    for n in 1..=N {
+        log.lock().unwrap().push(n);
+        a.publish(&items(vec![json!({
+            "channel": "r", "id": n.to_string(), "prev-id": (n - 1).to_string(),
+            "formats": {"http-stream": {"content": format!("id: {n}\ndata: r {n}\n\n")}},
+        })]));
+        if n == 50 {
+            nats[1].kill();
+        }
+        std::thread::sleep(Duration::from_millis(8));
+    }
+    let ids = reader.join().unwrap();
+    let lost = metric(&b, "holdfast_cluster_lost_total");
+    let fetches = origin
+        .requests()
+        .iter()
+        .filter(|r| r.header("grip-last").is_some())
+        .count();
+    eprintln!(
+        "cluster: prev-id subscriber on the reconnecting node: {} of {N} events, {lost} lost in \
+         NATS, {fetches} recovery fetches from the origin",
+        ids.len()
+    );
+    assert_eq!(
+        ids,
+        (1..=N).collect::<Vec<u64>>(),
+        "complete, in order, once each"
+    );
+    assert!(lost > 0, "B missed items while it reconnected");
+    assert!(fetches >= 1, "what B missed came from the origin");
 }
