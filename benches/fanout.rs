@@ -32,6 +32,7 @@ fn worker() -> Worker {
         metrics: vec![Arc::default()],
         publish_metrics: Arc::default(),
         admission: holdfast::runtime::admission::Admission::new(0, 0),
+        cluster: None,
     });
     Worker::new(0, shared)
 }

@@ -11,6 +11,9 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v pushpin >/dev/null 2>&1 || need_apt+=(pushpin)
 # Headless Chromium for the demo apps' browser tests (tests/browser, driven by playwright-core).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# NATS, for the cluster test (tests/cluster.rs starts a three-member NATS cluster on loopback).
+# Debian puts it in /usr/sbin, which is not on every user's PATH: the test looks there too.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
@@ -34,8 +37,9 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 # The per-connection state size is printed by this test; keep it visible in the log.
 cargo test --lib slot_size -- --nocapture
-# The parity test must not skip silently in CI: Pushpin is installed above.
-HOLDFAST_PARITY_REQUIRED=1 cargo test --all-targets
+# The parity and cluster tests must not skip silently in CI: Pushpin and nats-server are
+# installed above. (The cluster test runs on this pass only, not on the legacy-driver one below.)
+HOLDFAST_PARITY_REQUIRED=1 HOLDFAST_CLUSTER_REQUIRED=1 cargo test --all-targets
 
 echo "== end-to-end tests again on the legacy (epoll) driver"
 HOLDFAST_TEST_DRIVER=legacy cargo test --tests

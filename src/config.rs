@@ -25,6 +25,8 @@ pub struct Config {
     pub publish: PublishConfig,
     pub websocket: WebSocketConfig,
     pub log: LogConfig,
+    /// `[cluster]`: other holdfast nodes over NATS (off by default).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// Which io_uring/epoll driver the workers run on.
@@ -399,6 +401,9 @@ impl Config {
                 anchor(&mut c.key);
             }
         }
+        if let Some(dir) = path.and_then(Path::parent) {
+            config.cluster.anchor_paths(dir);
+        }
         Ok(config)
     }
 
@@ -454,6 +459,7 @@ impl Config {
         {
             return bad("publish.basic_auth must be user:password");
         }
+        self.cluster.validate()?;
         Ok(())
     }
 
@@ -506,6 +512,7 @@ mod tests {
             format!("{:?}", file.websocket),
             format!("{:?}", code.websocket)
         );
+        assert_eq!(file.cluster, code.cluster);
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! connection subscribed in the worker's `hub::channels`. The publish API (`runtime::publish_api`)
 //! validates items once (`proto::publish`), encodes them once (`hub::delivery`) and queues them in
 //! every worker's `hub::inbox`; each worker fans them out to its own subscribers.
+//! With `[cluster]` on, `cluster` also sends them over NATS to the other nodes holding the channel
+//! and feeds theirs into this node's ingest.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod hub;

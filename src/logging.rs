@@ -16,7 +16,7 @@ use crate::config::{LogConfig, LogFormat};
 /// Installs the global subscriber. RUST_LOG, when set, overrides `config.level`.
 pub fn init(config: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(with_quiet_deps(&config.level)))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let limit = Arc::new(RateLimit::new(config.lines_per_second));
     let registry = tracing_subscriber::registry()
@@ -53,6 +53,16 @@ pub fn init(config: &LogConfig) {
         if let Err(e) = spawned {
             eprintln!("holdfast: cannot start the log reporter: {e}");
         }
+    }
+}
+
+/// The NATS client logs every connection attempt and event at info; holdfast logs what matters
+/// of those itself (`cluster: ...`), so the client says only warnings unless the level names it.
+fn with_quiet_deps(level: &str) -> String {
+    if level.contains("async_nats") {
+        level.to_string()
+    } else {
+        format!("{level},async_nats=warn")
     }
 }
 

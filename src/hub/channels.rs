@@ -43,17 +43,20 @@ impl ChannelTable {
         (key, added)
     }
 
-    /// Removes `id` from `channel`; drops the channel when its last subscriber leaves.
-    pub fn unsubscribe(&mut self, channel: &str, id: ConnId) {
+    /// Removes `id` from `channel`; drops the channel when its last subscriber leaves, and then
+    /// returns true.
+    pub fn unsubscribe(&mut self, channel: &str, id: ConnId) -> bool {
         let Some(subs) = self.map.get_mut(channel) else {
-            return;
+            return false;
         };
         if subs.swap_remove(&id) {
             self.subscriptions -= 1;
         }
         if subs.is_empty() {
             self.map.remove(channel);
+            return true;
         }
+        false
     }
 
     pub fn subscribers(&self, channel: &str) -> Option<&Subscribers> {
@@ -93,7 +96,7 @@ mod tests {
         t.unsubscribe("a", id(1));
         t.unsubscribe("a", id(1));
         assert_eq!(t.subscribers("a").map(|s| s.len()), Some(1));
-        t.unsubscribe("a", id(2));
+        assert!(t.unsubscribe("a", id(2)), "the last subscriber left");
         assert!(t.subscribers("a").is_none(), "empty channels are dropped");
         assert_eq!((t.channel_count(), t.subscription_count()), (1, 1));
         t.unsubscribe("nope", id(9));

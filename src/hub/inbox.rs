@@ -28,14 +28,16 @@ pub enum WorkerMsg {
     Shutdown,
 }
 
-pub struct Inbox {
-    queue: ArrayQueue<WorkerMsg>,
+/// A bounded queue and its doorbell; `T` is [`WorkerMsg`] for a worker's inbox (the cluster thread
+/// uses one for what it hands the publish thread).
+pub struct Inbox<T = WorkerMsg> {
+    queue: ArrayQueue<T>,
     rung: AtomicBool,
     waker: AtomicWaker,
 }
 
-impl Inbox {
-    pub fn new(capacity: usize) -> Inbox {
+impl<T> Inbox<T> {
+    pub fn new(capacity: usize) -> Inbox<T> {
         Inbox {
             queue: ArrayQueue::new(capacity.max(1)),
             rung: AtomicBool::new(false),
@@ -44,7 +46,7 @@ impl Inbox {
     }
 
     /// Queues a message without waking the worker; gives it back when the queue is full.
-    pub fn push(&self, msg: WorkerMsg) -> Result<(), WorkerMsg> {
+    pub fn push(&self, msg: T) -> Result<(), T> {
         self.queue.push(msg)
     }
 
@@ -55,7 +57,7 @@ impl Inbox {
         }
     }
 
-    pub fn pop(&self) -> Option<WorkerMsg> {
+    pub fn pop(&self) -> Option<T> {
         self.queue.pop()
     }
 

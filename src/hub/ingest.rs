@@ -129,6 +129,13 @@ impl Ingest {
         }
     }
 
+    /// Forgets a channel's last id, in turn with the publishes (the cluster: this node starts
+    /// listening to the channel again, or missed items on it).
+    pub async fn forget_last_id(&self, channel: &str) {
+        let _turn = self.turn().await;
+        self.sequencer.borrow_mut().remove_last_id(channel);
+    }
+
     /// Asks every worker to recover (`POST /recover`), in order with the publishes.
     pub async fn recover(&self) {
         let _turn = self.turn().await;

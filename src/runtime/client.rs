@@ -563,6 +563,7 @@ mod tests {
             metrics: vec![Arc::default()],
             publish_metrics: Arc::default(),
             admission: crate::runtime::admission::Admission::new(0, 0),
+            cluster: None,
         });
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .build()

@@ -50,6 +50,8 @@ pub struct Shared {
     pub publish_metrics: Arc<crate::metrics::PublishMetrics>,
     /// The connection limits that span workers.
     pub admission: admission::Admission,
+    /// The link to the other nodes (`[cluster]`), when enabled.
+    pub cluster: Option<Arc<crate::cluster::ClusterLink>>,
 }
 
 /// Lets other tasks on this worker run before continuing.

@@ -78,6 +78,10 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, stop: Arc<I
     });
     let expiring = api.clone();
     monoio::spawn(async move { expiring.ingest.expire_loop().await });
+    if let Some(link) = api.shared.cluster.clone() {
+        let receiving = api.clone();
+        monoio::spawn(async move { link.receive_loop(&receiving.ingest).await });
+    }
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -240,7 +244,10 @@ async fn route(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
         }
         "/metrics" if head.method == "GET" || head.method == "HEAD" => {
             let workers: Vec<&WorkerMetrics> = api.shared.metrics.iter().map(|m| &**m).collect();
-            let text = crate::metrics::render(&workers, &api.shared.publish_metrics);
+            let mut text = crate::metrics::render(&workers, &api.shared.publish_metrics);
+            if let Some(link) = &api.shared.cluster {
+                link.metrics.render(&mut text);
+            }
             Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",
@@ -286,6 +293,9 @@ async fn publish(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
     };
     let count = items.len();
     WorkerMetrics::add(&counters.items, count as u64);
+    if let Some(link) = &api.shared.cluster {
+        link.forward(&items).await;
+    }
     api.ingest.publish(items).await;
     tracing::debug!("published {count} items");
     let wants_json = http1::header_value(&head.headers, "accept")

@@ -53,6 +53,7 @@ pub struct Server {
     publish_stop: Arc<Inbox>,
     publish_thread: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    cluster_thread: Option<JoinHandle<()>>,
 }
 
 /// Builds a runtime on the chosen driver.
@@ -161,6 +162,10 @@ impl Server {
                 addr: paddr,
                 source,
             })?;
+        let cluster_link = config
+            .cluster
+            .enabled
+            .then(|| Arc::new(crate::cluster::ClusterLink::new(config.cluster.clone())));
         let inboxes = (0..workers)
             .map(|_| Arc::new(Inbox::new(config.publish.inbox_capacity)))
             .collect();
@@ -175,11 +180,19 @@ impl Server {
             metrics: (0..workers).map(|_| Arc::default()).collect(),
             publish_metrics: Arc::default(),
             admission: super::admission::Admission::new(config_limits.0, config_limits.1),
+            cluster: cluster_link,
         });
         let mut handles = Vec::with_capacity(workers);
         for (index, listeners) in per_worker.into_iter().enumerate() {
             handles.push(spawn_worker(index, shared.clone(), listeners, use_uring)?);
         }
+        let cluster_thread = match &shared.cluster {
+            Some(link) => Some(
+                crate::cluster::node::spawn(link.clone(), cluster_limits(&shared.config))
+                    .map_err(StartError::Thread)?,
+            ),
+            None => None,
+        };
         let publish_stop = Arc::new(Inbox::new(1));
         let publish_thread = publish_api::spawn(
             publish_listener,
@@ -200,6 +213,7 @@ impl Server {
             publish_stop,
             publish_thread: Some(publish_thread),
             workers: handles,
+            cluster_thread,
         })
     }
 
@@ -236,6 +250,10 @@ impl Server {
         if let Some(t) = self.publish_thread.take() {
             let _ = t.join();
         }
+        if let (Some(link), Some(t)) = (&self.shared.cluster, self.cluster_thread.take()) {
+            crate::cluster::node::stop(link);
+            let _ = t.join();
+        }
         for inbox in &self.shared.inboxes {
             // The inbox may be full of deliveries: keep trying until the worker takes it.
             let mut msg = WorkerMsg::Shutdown;
@@ -261,6 +279,15 @@ impl Server {
 pub struct Listener {
     pub socket: std::net::TcpListener,
     pub tls: bool,
+}
+
+/// The limits an item from another node is checked against: this node's own publish limits.
+fn cluster_limits(config: &Config) -> crate::proto::publish::PublishLimits {
+    crate::proto::publish::PublishLimits {
+        items_max: config.publish.items_max,
+        content_bytes_max: config.publish.body_bytes_max,
+        ..crate::proto::publish::PublishLimits::default()
+    }
 }
 
 fn spawn_worker(

@@ -70,5 +70,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if auth(old) != auth(new) {
         fields.push("publish auth");
     }
+    if old.cluster != new.cluster {
+        fields.push("cluster");
+    }
     fields
 }

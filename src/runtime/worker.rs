@@ -71,6 +71,8 @@ pub struct Worker {
     epoch: Instant,
     stopping: Cell<bool>,
     stop_wakers: RefCell<Vec<Waker>>,
+    /// Tells the cluster thread which channels this worker holds (`[cluster]` on).
+    cluster: Option<crate::cluster::WorkerInterest>,
 }
 
 impl Worker {
@@ -93,6 +95,10 @@ impl Worker {
             epoch: Instant::now(),
             stopping: Cell::new(false),
             stop_wakers: RefCell::new(Vec::new()),
+            cluster: shared
+                .cluster
+                .clone()
+                .map(crate::cluster::WorkerInterest::new),
             shared,
         }
     }
@@ -236,8 +242,12 @@ impl Worker {
         self.change_sink(slot, sink);
         let mut table = self.channels.borrow_mut();
         for name in channels {
+            let first = self.cluster.is_some() && table.subscribers(name).is_none();
             let (key, added) = table.subscribe(name, id);
             if added {
+                if first {
+                    self.cluster_note(crate::cluster::InterestChange::Gained(name.as_str().into()));
+                }
                 slot.subs.push(key);
             }
         }
@@ -253,7 +263,9 @@ impl Worker {
         if let Some(pos) = slot.subs.iter().position(|c| &**c == channel) {
             slot.subs.swap_remove(pos);
             let mut table = self.channels.borrow_mut();
-            table.unsubscribe(channel, id);
+            if table.unsubscribe(channel, id) {
+                self.cluster_note(crate::cluster::InterestChange::Lost(channel.into()));
+            }
             self.table_gauges(&table);
         }
     }
@@ -345,10 +357,19 @@ impl Worker {
         }
         let mut table = self.channels.borrow_mut();
         for name in slot.subs.drain(..) {
-            table.unsubscribe(&name, id);
+            if table.unsubscribe(&name, id) {
+                self.cluster_note(crate::cluster::InterestChange::Lost((*name).into()));
+            }
         }
         slot.subs = Vec::new();
         self.table_gauges(&table);
+    }
+
+    /// Tells the cluster thread a channel gained its first or lost its last subscriber here.
+    fn cluster_note(&self, change: crate::cluster::InterestChange) {
+        if let Some(c) = &self.cluster {
+            c.note(change);
+        }
     }
 
     /// Remembers the last id published on a channel (bounded: forgotten past the limit).
@@ -649,6 +670,9 @@ async fn timer_loop(w: Rc<Worker>) {
     loop {
         monoio::time::sleep(Duration::from_millis(TIMER_TICK_MS)).await;
         let now = w.now_ms();
+        if let Some(c) = &w.cluster {
+            c.flush();
+        }
         w.timers.borrow_mut().expire(now, &mut due);
         let mut conns = w.conns.borrow_mut();
         for id in due.drain(..) {

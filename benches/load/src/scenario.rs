@@ -23,7 +23,9 @@ use crate::util::{channel_name, now_ns, parse_ips, parse_target};
 /// How the clients connect (shared by subscribe, run, wsoh-batch).
 #[derive(clap::Args, Clone, Debug)]
 pub struct ClientOpts {
-    /// Proxy URL; `{ch}` is replaced by the client's channel (e.g. http://127.0.0.1:7999/sse/{ch})
+    /// Proxy URL; `{ch}` is replaced by the client's channel (e.g. http://127.0.0.1:7999/sse/{ch}).
+    /// Several, comma-separated, spread the clients over them (one proxy node per worker process,
+    /// round-robin; at least one process per URL): a cluster of nodes behind no load balancer.
     #[arg(long)]
     pub url: String,
     /// Number of client connections
@@ -174,12 +176,20 @@ pub fn worker_specs(
     expect: u64,
     send: Option<SendSpec>,
 ) -> Result<Vec<WorkerSpec>, String> {
-    let target = parse_target(&c.url)?;
+    let targets = c
+        .url
+        .split(',')
+        .map(parse_target)
+        .collect::<Result<Vec<_>, _>>()?;
     let n = c.clients;
     if n == 0 {
         return Err("--clients must be > 0".into());
     }
-    let procs = c.procs.unwrap_or(n.div_ceil(15_000)).clamp(1, n);
+    let procs = c
+        .procs
+        .unwrap_or(n.div_ceil(15_000))
+        .max(targets.len() as u64)
+        .clamp(1, n);
     let per = n.div_ceil(procs);
     if per > 19_500 {
         return Err(format!(
@@ -201,6 +211,7 @@ pub fn worker_specs(
     let mut first = 0;
     for p in 0..procs {
         let count = n / procs + u64::from(p < n % procs);
+        let target = &targets[p as usize % targets.len()];
         specs.push(WorkerSpec {
             kind,
             host: target.host.clone(),
@@ -1016,4 +1027,41 @@ pub async fn wsoh_batch(a: WsohArgs) -> Result<i32, String> {
         let _ = std::fs::write(p, &json);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(url: &str, clients: u64, procs: Option<u64>) -> ClientOpts {
+        ClientOpts {
+            url: url.into(),
+            clients,
+            channels: 1,
+            channel_prefix: "c".into(),
+            procs,
+            source_ips: None,
+            connect_rate: None,
+            connect_concurrency: 256,
+            connect_timeout: 10.0,
+            retries: 2,
+            read_buf: 1024,
+            connect_wait: 1.0,
+        }
+    }
+
+    #[test]
+    fn several_urls_spread_clients_over_nodes() {
+        let urls = "http://127.0.0.1:1/s/{ch},http://127.0.0.1:2/s/{ch},http://127.0.0.1:3/s/{ch}";
+        let specs = worker_specs(&opts(urls, 300, None), Kind::Sse, 0, None).unwrap();
+        let ports: Vec<u16> = specs.iter().map(|s| s.addr.port()).collect();
+        assert_eq!(ports, [1, 2, 3], "one process per URL at least");
+        assert_eq!(specs.iter().map(|s| s.clients).sum::<u64>(), 300);
+        let specs = worker_specs(&opts(urls, 300, Some(6)), Kind::Sse, 0, None).unwrap();
+        let ports: Vec<u16> = specs.iter().map(|s| s.addr.port()).collect();
+        assert_eq!(ports, [1, 2, 3, 1, 2, 3]);
+        let one = worker_specs(&opts("http://127.0.0.1:9/s", 10, None), Kind::Sse, 0, None);
+        assert_eq!(one.unwrap().len(), 1);
+        assert!(worker_specs(&opts("http://a,ftp://b", 10, None), Kind::Sse, 0, None).is_err());
+    }
 }
