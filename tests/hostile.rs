@@ -59,7 +59,7 @@ const PING_FLOODERS: usize = 10;
 
 /// The limits configured for this run.
 const HEADER_TIMEOUT_MS: u64 = 1_000;
-const KEEPALIVE_TIMEOUT_MS: u64 = 1_500;
+const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 const HEADER_BYTES_MAX: usize = 8_192;
 const OUTBOX_BYTES_MAX: usize = 256 * 1024;
 const MESSAGE_BYTES_MAX: usize = 64 * 1024;
