@@ -614,7 +614,7 @@ fn oversized_head(addr: SocketAddr) -> Outcome {
             String::from_utf8_lossy(&got[..got.len().min(40)])
         ));
     }
-    Ok("oversized head: 431, closed".into())
+    Ok("oversized head closed with 431".into())
 }
 
 fn endless_fragments(addr: SocketAddr) -> Outcome {
