@@ -38,6 +38,12 @@
 # or duplicated. The summary (benches/soak/summarize.py) prints RSS over time (per minute),
 # deliveries, losses and churned connections; exit 1 on failure.
 #
+# Allocator: holdfast uses mimalloc, which returns freed pages to the OS lazily (after
+# MIMALLOC_PURGE_DELAY ms, 10 by default, and only when the owning thread next allocates or
+# frees), so an idle holdfast keeps much of its peak. MIMALLOC_PURGE_DELAY=0 in the environment
+# (holdfast inherits it) returns them at once: RSS then tracks live memory more closely, which
+# separates allocator retention from a leak (see BENCHMARKS.md for both kinds of run).
+#
 # Other knobs: NO_BUILD=1 (skip cargo build), OUT=dir (default a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
