@@ -6,7 +6,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -70,7 +69,8 @@ pub struct Worker {
     dirty: RefCell<Vec<ConnId>>,
     epoch: Instant,
     stopping: Cell<bool>,
-    stop_wakers: RefCell<Vec<Waker>>,
+    /// Tasks waiting in `stopped()`, one entry per waiting future (removed when it is dropped).
+    stop_wakers: RefCell<slab::Slab<Waker>>,
     /// Tells the cluster thread which channels this worker holds (`[cluster]` on).
     cluster: Option<crate::cluster::WorkerInterest>,
 }
@@ -94,7 +94,7 @@ impl Worker {
             dirty: RefCell::new(Vec::new()),
             epoch: Instant::now(),
             stopping: Cell::new(false),
-            stop_wakers: RefCell::new(Vec::new()),
+            stop_wakers: RefCell::new(slab::Slab::new()),
             cluster: shared
                 .cluster
                 .clone()
@@ -151,16 +151,8 @@ impl Worker {
     }
 
     /// Resolves once shutdown has begun.
-    pub async fn stopped(&self) {
-        poll_fn(|cx| {
-            if self.stopping.get() {
-                Poll::Ready(())
-            } else {
-                self.stop_wakers.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+    pub fn stopped(&self) -> Stopped<'_> {
+        Stopped { w: self, key: None }
     }
 
     fn begin_shutdown(&self) {
@@ -168,7 +160,7 @@ impl Worker {
             return;
         }
         tracing::info!(worker = self.index, "shutting down");
-        for w in self.stop_wakers.borrow_mut().drain(..) {
+        for w in self.stop_wakers.borrow_mut().drain() {
             w.wake();
         }
         let mut conns = self.conns.borrow_mut();
@@ -584,6 +576,46 @@ fn flush_slot(slot: &mut ConnSlot, now_ms: u64, metrics: &WorkerMetrics) -> bool
             slot.outbox.clear();
             slot.notify(ev::DEAD);
             false
+        }
+    }
+}
+
+/// [`Worker::stopped`]: keeps one waker entry while it waits, updated on each poll and removed
+/// when the future is dropped. The accept loop polls a fresh one for every connection it accepts;
+/// registering on every poll grew the list by a waker per accepted connection for the life of
+/// the worker (found by the soak: ~12 MB after 300 000 connections).
+pub struct Stopped<'a> {
+    w: &'a Worker,
+    key: Option<usize>,
+}
+
+impl std::future::Future for Stopped<'_> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.w.stopping.get() {
+            return Poll::Ready(());
+        }
+        let mut wakers = self.w.stop_wakers.borrow_mut();
+        match self.key.and_then(|k| wakers.get_mut(k)) {
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                let k = wakers.insert(cx.waker().clone());
+                drop(wakers);
+                self.key = Some(k);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        // After shutdown began the entries were drained and no new ones are made.
+        if let Some(k) = self.key
+            && !self.w.stopping.get()
+        {
+            self.w.stop_wakers.borrow_mut().try_remove(k);
         }
     }
 }

@@ -3,6 +3,8 @@
 //! checks framing strictly, publishing helpers, and a holdfast instance on ephemeral ports.
 #![allow(dead_code)]
 
+pub mod wsraw;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
