@@ -34,8 +34,9 @@ pub struct RequestTemplate {
     route_index: usize,
     /// Request line and fixed headers, ending with a CRLF (no blank line yet).
     head: Vec<u8>,
-    /// The Host header sent (a TLS origin's certificate is checked against it).
-    host: Option<Vec<u8>>,
+    /// The Host header sent (a TLS origin's certificate is checked against it); shared with
+    /// each exchange's task rather than copied per request.
+    host: Option<Rc<[u8]>>,
 }
 
 /// The origin's answer to one request.
@@ -110,7 +111,7 @@ impl RequestTemplate {
         RequestTemplate {
             route_index,
             head: out,
-            host: host.map(<[u8]>::to_vec),
+            host: host.map(Rc::from),
         }
     }
 
@@ -147,8 +148,8 @@ impl RequestTemplate {
         self.route_index
     }
 
-    pub fn host(&self) -> Option<&[u8]> {
-        self.host.as_deref()
+    pub fn host(&self) -> Option<Rc<[u8]>> {
+        self.host.clone()
     }
 }
 
@@ -156,7 +157,7 @@ impl RequestTemplate {
 pub async fn exchange(
     w: Rc<Worker>,
     route_index: usize,
-    host: Option<Vec<u8>>,
+    host: Option<Rc<[u8]>>,
     request: Vec<u8>,
 ) -> Result<Reply, OriginError> {
     let max = w.settings().config.websocket.origin_body_bytes_max;

@@ -149,13 +149,18 @@ async fn websocket_task(mut conn: ClientConn, session: super::websocket::WsSessi
     conn.finish();
 }
 
-/// Answers 503 to a connection over the worker's limit and closes it.
-pub async fn reject_over_limit(w: Rc<Worker>, mut stream: TcpStream) {
+/// Answers 503 to a connection over the worker's limit and closes it; a TLS connection is
+/// closed at once (there is no session yet to say it in).
+pub async fn reject_over_limit(w: Rc<Worker>, mut stream: TcpStream, tls: bool) {
     crate::metrics::WorkerMetrics::inc(&w.metrics.rejected);
     tracing::warn!(
         worker = w.index,
-        "connection limit reached: refusing a connection with 503"
+        tls,
+        "connection limit reached: refusing a connection"
     );
+    if tls {
+        return;
+    }
     let body = b"Too many connections\n";
     let resp = http1::simple_response(503, "text/plain", &[], body, true);
     let _ = stream.write_all(resp).await;

@@ -71,14 +71,7 @@ impl io::Write for Fd {
 /// All plaintext is taken each time, so readiness of the socket stays the only signal the
 /// caller needs: rustls never holds decrypted bytes between calls. The caller must flush
 /// afterwards (see [`write_pending`]): a handshake step, a key update or an alert may be waiting.
-pub fn read<D>(tls: &mut ConnectionCommon<D>, fd: RawFd, out: &mut Vec<u8>) -> Read {
-    read_checked(tls, fd, out).unwrap_or_else(|reason| {
-        tracing::debug!("tls: {reason}");
-        Read::Failed
-    })
-}
-
-/// [`read`], with the reason a failed read failed (never `Ok(Read::Failed)`).
+/// A failed read is `Err` with the reason (never `Ok(Read::Failed)`).
 pub fn read_checked<D>(
     tls: &mut ConnectionCommon<D>,
     fd: RawFd,
@@ -199,8 +192,8 @@ mod tests {
         let mut reply = Vec::new();
         for _ in 0..50 {
             assert!(write_pending(&mut client, b.as_raw_fd()).unwrap());
-            match read(&mut server, a.as_raw_fd(), &mut got) {
-                Read::Bytes(_) | Read::NotReady => {}
+            match read_checked(&mut server, a.as_raw_fd(), &mut got) {
+                Ok(Read::Bytes(_) | Read::NotReady) => {}
                 other => panic!("server read {other:?}"),
             }
             if got.len() == msg.len() && reply.is_empty() {
@@ -211,8 +204,8 @@ mod tests {
                 .unwrap();
             }
             assert!(write_pending(&mut server, a.as_raw_fd()).unwrap());
-            match read(&mut client, b.as_raw_fd(), &mut reply) {
-                Read::Bytes(_) | Read::NotReady => {}
+            match read_checked(&mut client, b.as_raw_fd(), &mut reply) {
+                Ok(Read::Bytes(_) | Read::NotReady) => {}
                 other => panic!("client read {other:?}"),
             }
             if reply.len() == 12 {
@@ -225,7 +218,10 @@ mod tests {
         server.send_close_notify();
         assert!(write_pending(&mut server, a.as_raw_fd()).unwrap());
         let mut rest = Vec::new();
-        assert_eq!(read(&mut client, b.as_raw_fd(), &mut rest), Read::Eof);
+        assert_eq!(
+            read_checked(&mut client, b.as_raw_fd(), &mut rest),
+            Ok(Read::Eof)
+        );
     }
 
     #[test]
@@ -236,7 +232,7 @@ mod tests {
         let mut server = ServerConnection::new(server_cfg).unwrap();
         b.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut out = Vec::new();
-        assert_eq!(read(&mut server, a.as_raw_fd(), &mut out), Read::Failed);
+        assert!(read_checked(&mut server, a.as_raw_fd(), &mut out).is_err());
         assert!(out.is_empty());
         let mut alert = [0u8; 7];
         b.read_exact(&mut alert).unwrap();
@@ -250,8 +246,14 @@ mod tests {
         a.set_nonblocking(true).unwrap();
         let mut server = ServerConnection::new(server_cfg).unwrap();
         let mut out = Vec::new();
-        assert_eq!(read(&mut server, a.as_raw_fd(), &mut out), Read::NotReady);
+        assert_eq!(
+            read_checked(&mut server, a.as_raw_fd(), &mut out),
+            Ok(Read::NotReady)
+        );
         drop(b);
-        assert_eq!(read(&mut server, a.as_raw_fd(), &mut out), Read::Eof);
+        assert_eq!(
+            read_checked(&mut server, a.as_raw_fd(), &mut out),
+            Ok(Read::Eof)
+        );
     }
 }

@@ -103,13 +103,7 @@ async fn open_over_http(
         &connection_id(conn.peer),
     );
     let request = template.build(&w, &[Event::Open], &[]);
-    let reply = match origin_wsoh::exchange(
-        w.clone(),
-        route_index,
-        template.host().map(<[u8]>::to_vec),
-        request,
-    )
-    .await
+    let reply = match origin_wsoh::exchange(w.clone(), route_index, template.host(), request).await
     {
         Ok(r) => r,
         Err(e) => {

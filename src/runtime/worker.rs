@@ -654,12 +654,7 @@ fn on_accept(w: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, tls: bool) {
     }
     WorkerMetrics::inc(&w.metrics.accepted);
     let Some(id) = w.register(stream.as_raw_fd(), peer.ip()) else {
-        if tls {
-            // No TLS session to say it in: an immediate close is the refusal.
-            crate::metrics::WorkerMetrics::inc(&w.metrics.rejected);
-        } else {
-            monoio::spawn(client::reject_over_limit(w.clone(), stream));
-        }
+        monoio::spawn(client::reject_over_limit(w.clone(), stream, tls));
         return;
     };
     if tls && !w.start_tls(id) {

@@ -427,7 +427,7 @@ impl WsohSession {
         let slot: InFlight = Rc::new(RefCell::new(None));
         self.inflight = Some(slot.clone());
         let route_index = self.template.route_index();
-        let host = self.template.host().map(<[u8]>::to_vec);
+        let host = self.template.host();
         let id = conn.id;
         monoio::spawn(async move {
             let result = origin_wsoh::exchange(w.clone(), route_index, host, request).await;
