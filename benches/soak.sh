@@ -99,6 +99,12 @@ wait_port() { # port, seconds
   echo "nothing listens on port $1 after $2 s"; return 1
 }
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# RSS split (smaps_rollup): anonymous, file-backed, and anonymous in transparent huge pages. A rise
+# in the last one with nothing allocating is khugepaged collapsing sparse heap into 2 MiB pages.
+rss_split() {
+  awk '/^RssAnon:/{a=$2} /^RssFile:/{f=$2} /^AnonHugePages:/{h=$2} END{printf "%d,%d,%d", a, f, h}' \
+    "/proc/$1/smaps_rollup" "/proc/$1/status" 2>/dev/null || echo "0,0,0"
+}
 conns() { gauge holdfast_connections; }
 gauge() { # metric name: summed over its labels (workers, kinds)
   curl -s -m 2 "http://127.0.0.1:$PUB_PORT/metrics" 2>/dev/null |
@@ -131,10 +137,10 @@ wait_port "$PUB_PORT" 10
 
 T0=$(now)
 phase start
-echo "elapsed_s,phase,rss_kib,connections" >"$OUT/rss.csv"
+echo "elapsed_s,phase,rss_kib,connections,anon_kib,file_kib,anon_huge_kib" >"$OUT/rss.csv"
 (
   while kill -0 $HFPID 2>/dev/null; do
-    echo "$(($(date +%s) - T0)),$(cat "$OUT/phase"),$(rss_kib $HFPID),$(conns)" >>"$OUT/rss.csv"
+    echo "$(($(date +%s) - T0)),$(cat "$OUT/phase"),$(rss_kib $HFPID),$(conns),$(rss_split $HFPID)" >>"$OUT/rss.csv"
     sleep "$SAMPLE_SECS"
   done
 ) &

@@ -72,6 +72,11 @@ pub struct ServerConfig {
     pub routes: String,
     /// How long shutdown waits for connections to finish, in milliseconds.
     pub shutdown_timeout_ms: u64,
+    /// Let the kernel back holdfast's heap with 2 MiB transparent huge pages. Off by default:
+    /// khugepaged collapses a sparse 2 MiB heap range into one huge page in the background, so
+    /// RSS grows while holdfast is idle and memory freed after a peak is pinned again. Applies
+    /// at start (a reload reports it as needing a restart).
+    pub transparent_huge_pages: bool,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +96,7 @@ impl Default for ServerConfig {
             routes_file: None,
             routes: "* 127.0.0.1:8080\n".to_string(),
             shutdown_timeout_ms: 5_000,
+            transparent_huge_pages: false,
         }
     }
 }

@@ -184,6 +184,12 @@ fn run_stops_cleanly_on_sigterm() {
             break addrs;
         }
     };
+    // server.transparent_huge_pages defaults to off: the process's THP flag is cleared.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
+    if let Some(line) = thp {
+        assert!(line.ends_with('0'), "{line}");
+    }
     let mut sub = Client::connect(http);
     sub.send(&request("GET", "/", &[], b""));
     assert_eq!(sub.read_stream_head().status, 200);

@@ -34,12 +34,15 @@ def main(out):
             if k:
                 marks[k] = int(v)
     rows = []
+    splits = []  # (elapsed, phase, [anon, file, anon in huge pages]) when rss.csv has them
     with open(os.path.join(out, "rss.csv")) as f:
         next(f)
         for line in f:
             parts = line.strip().split(",")
-            if len(parts) == 4 and parts[2].isdigit():
+            if len(parts) >= 4 and parts[2].isdigit():
                 rows.append((int(parts[0]), parts[1], int(parts[2]), int(parts[3] or 0)))
+                split = [int(x) if x.isdigit() else 0 for x in parts[4:7]]
+                splits.append((int(parts[0]), parts[1], split + [0] * (3 - len(split))))
 
     ok = True
     print(f"== soak summary ({out})")
@@ -80,6 +83,14 @@ def main(out):
           f"({marks.get('quiesce_s', 15)} s after the last client left, as the baseline)")
     if marks.get("settle_extra_s", 0):
         print(f"  settled             {mib(final):7.1f} MiB after {marks['settle_extra_s']} s more")
+    leave = [sp for sp in splits if sp[1] == "leave"]
+    before = [sp for sp in splits if sp[1] == "quiesce"]
+    if leave and before and any(sum(sp[2]) for sp in leave):
+        print("  RSS split (KiB)     anon / file / anon in 2 MiB huge pages")
+        for label, sp in (("baseline", before[-1]), ("left, first sample", leave[0]),
+                          ("left, last sample", leave[-1])):
+            a, f_, h = sp[2]
+            print(f"    {label:18s} {a:8d} / {f_:6d} / {h:8d}")
     ratio = final / base if base else float("inf")
     rss_ok = ratio <= LIMIT
     ok &= rss_ok

@@ -1,5 +1,6 @@
-//! What holdfast tells and asks the host: systemd readiness (sd_notify) and, at start, one
-//! warning per kernel or process limit that is below what the configuration implies.
+//! What holdfast tells and asks the host: systemd readiness (sd_notify), the process's huge-page
+//! policy, and, at start, one warning per kernel or process limit that is below what the
+//! configuration implies.
 
 use crate::config::Config;
 
@@ -22,6 +23,30 @@ pub fn notify_stopping() {
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Stopping]) {
         tracing::debug!("sd_notify STOPPING: {e}");
     }
+}
+
+/// Turns transparent huge pages off for the whole process (PR_SET_THP_DISABLE) unless `allow`.
+/// A connection holder's heap is many small objects that come and go with connections; with THP
+/// on (mimalloc advises it for its segments) khugepaged fills the holes of a sparse 2 MiB range
+/// to make it one huge page, so RSS rises while the process is idle and never returns to where
+/// it was before a peak. The flag is the process's, not the system's.
+pub fn set_huge_pages(allow: bool) -> std::io::Result<()> {
+    if allow {
+        return Ok(());
+    }
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether transparent huge pages are off for this process (PR_GET_THP_DISABLE).
+pub fn huge_pages_disabled() -> bool {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
 }
 
 fn read_number(path: &str) -> Option<u64> {

@@ -133,6 +133,9 @@ impl Server {
         for warning in super::host::limit_warnings(&config, workers) {
             tracing::warn!("{warning}");
         }
+        if let Err(e) = super::host::set_huge_pages(config.server.transparent_huge_pages) {
+            tracing::warn!("cannot turn transparent huge pages off: {e}");
+        }
         let mut per_worker: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
         let mut http_addrs = Vec::new();
         let mut tls_addrs = Vec::new();

@@ -54,6 +54,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.server.driver != new.server.driver {
         fields.push("server.driver");
     }
+    if old.server.transparent_huge_pages != new.server.transparent_huge_pages {
+        fields.push("server.transparent_huge_pages");
+    }
     if old.tls.listen != new.tls.listen {
         fields.push("tls.listen");
     }
