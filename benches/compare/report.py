@@ -137,6 +137,11 @@ def extract(run, data, sizes):
         for k in ("p50_ms", "p99_ms", "max_ms"):
             out.append((f"lat-{k}", f"latency at {subs:,} subs, 1 publish/100 ms: {k.split('_')[0]}, ms",
                         lat.get(k), "lower"))
+        kern = data.get("latency_kernel") or {}
+        if kern.get("p99_ms"):
+            for k in ("p50_ms", "p99_ms"):
+                out.append((f"latk-{k}", f"latency at {subs:,} subs to the kernel's receive time: "
+                            f"{k.split('_')[0]}, ms", kern.get(k), "lower"))
     elif scen == "wsoh":
         out.append(("wsoh-rate", "WS-over-HTTP: client messages/s reaching the origin",
                     data.get("messages_per_s"), "higher"))
@@ -525,7 +530,10 @@ def main(argv):
               f"last delivery. A fresh proxy per case. Runs are cut at {z.get('fan_timeout')} s, Pushpin "
               f"default's at {z.get('fan_timeout_ppd')} s (its throttle would make them last minutes).")
     md.append(f"  - latency: {z.get('lat_clients')} subscribers of one channel, one publish every 100 ms "
-              f"({z.get('lat_count')} in all); receive time minus the timestamp in the payload.")
+              f"({z.get('lat_count')} in all); receive time minus the timestamp in the payload. The "
+              "\"kernel's receive time\" rows take the time the loopback delivered the segment "
+              "(SO_TIMESTAMPNS) instead of the time the load tool read it, so they leave out "
+              "the load tool's own queueing.")
     md.append(f"  - WS-over-HTTP: `holdfast-load wsoh-batch`, {z.get('wsoh_clients')} clients each send "
               f"{z.get('wsoh_messages')} messages of 100 B at once; messages/s that reach the origin, and "
               "how many origin requests carried them.")

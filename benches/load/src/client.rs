@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
@@ -127,6 +127,10 @@ pub struct WorkerResult {
     pub progress: Progress,
     pub clients: Vec<ClientRow>,
     pub latency: HistWire,
+    /// Publish -> the kernel's receive timestamp (SO_TIMESTAMPNS) of the segment that carried
+    /// the message: the proxy and the network, without this tool's own queueing on its core.
+    #[serde(default)]
+    pub kernel_latency: HistWire,
     pub errors: BTreeMap<String, u64>,
     /// First connection attempt.
     pub start_ns: u64,
@@ -180,6 +184,7 @@ struct Shared {
     rbuf: RefCell<Vec<u8>>,
     stats: RefCell<Vec<ClientStat>>,
     hist: RefCell<Hist>,
+    khist: RefCell<Hist>,
     prog: RefCell<Progress>,
     errors: RefCell<BTreeMap<String, u64>>,
     go: Cell<bool>,
@@ -226,8 +231,11 @@ impl Shared {
 struct Rec<'a> {
     st: &'a mut ClientStat,
     hist: &'a mut Hist,
+    khist: &'a mut Hist,
     prog: &'a mut Progress,
     now: u64,
+    /// When the kernel received the bytes being fed (0: not known).
+    kernel_ns: u64,
     expect: u64,
 }
 
@@ -245,6 +253,9 @@ impl Rec<'_> {
         }
         st.last_ns = self.now;
         self.hist.add(self.now.saturating_sub(ts));
+        if self.kernel_ns > 0 {
+            self.khist.add(self.kernel_ns.saturating_sub(ts));
+        }
         let fresh = if seq < SEEN_CAP {
             let w = (seq / 64) as usize;
             if w >= st.seen.len() {
@@ -464,7 +475,59 @@ pub async fn connect_from(addr: SocketAddr, src: Option<IpAddr>) -> std::io::Res
     }
     let s = sock.connect(addr).await?;
     s.set_nodelay(true)?;
+    enable_rx_timestamps(s.as_raw_fd());
     Ok(s)
+}
+
+/// Asks the kernel to stamp received data (SO_TIMESTAMPNS), read back by [`recv_stamped`].
+fn enable_rx_timestamps(fd: std::os::fd::RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid fd with a c_int option value.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// recvmsg(2) into `buf`: the byte count and the kernel's receive time of the data (ns since
+/// the epoch, the clock `now_ns` reads; 0 when the kernel gave none).
+fn recv_stamped(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<(usize, u64)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: fd is an open socket, msg points at live buffers of the stated sizes.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut stamp = 0u64;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel just filled, within
+    // msg_controllen; SCM_TIMESTAMPNS carries a struct timespec.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                stamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, stamp))
 }
 
 fn short_io_error(what: &str, e: &std::io::Error) -> String {
@@ -600,17 +663,21 @@ async fn client_task(sh: Rc<Shared>, local: usize, permit: OwnedSemaphorePermit)
             }
             let outcome = {
                 let mut buf = sh.rbuf.borrow_mut();
-                match stream.try_read(&mut buf[..]) {
-                    Ok(0) => ReadOutcome::Eof,
-                    Ok(n) => {
+                let fd = stream.as_raw_fd();
+                match stream.try_io(Interest::READABLE, || recv_stamped(fd, &mut buf[..])) {
+                    Ok((0, _)) => ReadOutcome::Eof,
+                    Ok((n, kernel_ns)) => {
                         let mut stats = sh.stats.borrow_mut();
                         let mut hist = sh.hist.borrow_mut();
+                        let mut khist = sh.khist.borrow_mut();
                         let mut prog = sh.prog.borrow_mut();
                         let mut rec = Rec {
                             st: &mut stats[local],
                             hist: &mut hist,
+                            khist: &mut khist,
                             prog: &mut prog,
                             now: now_ns(),
+                            kernel_ns,
                             expect: spec.expect,
                         };
                         match conn.feed(&buf[..n], &mut rec, &req) {
@@ -749,6 +816,7 @@ fn result(sh: &Shared) -> WorkerResult {
         progress: sh.prog.borrow().clone(),
         clients,
         latency: sh.hist.borrow().to_wire(),
+        kernel_latency: sh.khist.borrow().to_wire(),
         errors: sh.errors.borrow().clone(),
         start_ns: sh.start_ns.get(),
         go_ns: sh.go_ns.get(),
@@ -776,6 +844,7 @@ pub fn worker_main(spec_json: &str) -> Result<(), String> {
         rbuf: RefCell::new(vec![0; spec.read_buf.max(4096)]),
         stats: RefCell::new((0..n).map(|_| ClientStat::default()).collect()),
         hist: RefCell::new(Hist::new()),
+        khist: RefCell::new(Hist::new()),
         prog: RefCell::new(Progress::default()),
         errors: RefCell::new(BTreeMap::new()),
         go: Cell::new(false),
@@ -835,13 +904,16 @@ mod tests {
 
     fn feed_all(conn: &mut Conn, st: &mut ClientStat, input: &[u8], split: usize, req: &[u8]) {
         let mut hist = Hist::new();
+        let mut khist = Hist::new();
         let mut prog = Progress::default();
         for piece in input.chunks(split) {
             let mut rec = Rec {
                 st,
                 hist: &mut hist,
+                khist: &mut khist,
                 prog: &mut prog,
                 now: 2_000,
+                kernel_ns: 1_500,
                 expect: 3,
             };
             conn.feed(piece, &mut rec, req).unwrap();
@@ -909,12 +981,15 @@ mod tests {
         let mut c = Conn::new(Kind::Stream);
         let mut st = ClientStat::default();
         let mut hist = Hist::new();
+        let mut khist = Hist::new();
         let mut prog = Progress::default();
         let mut rec = Rec {
             st: &mut st,
             hist: &mut hist,
+            khist: &mut khist,
             prog: &mut prog,
             now: 1,
+            kernel_ns: 0,
             expect: 0,
         };
         let r = c.feed(
