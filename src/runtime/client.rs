@@ -131,16 +131,25 @@ async fn serve_requests(mut conn: ClientConn, first: Option<Box<proxy::Retry>>) 
     }
 }
 
-async fn held_task(mut conn: ClientConn, held: hold::HeldRequest, spec: Box<hold::HoldSpec>) {
-    let (outcome, retry) = match hold::run(&mut conn, held, spec).await {
-        hold::HoldEnd::Done(outcome) => (outcome, None),
-        hold::HoldEnd::Retry(r) => (Outcome::KeepAlive, Some(r)),
-    };
-    if outcome == Outcome::KeepAlive && !conn.w.is_stopping() {
-        // Back to serving requests, in a fresh task (the request path's future is the big one).
-        monoio::spawn(Box::pin(serve_requests(conn, retry)));
-    } else {
-        conn.finish();
+/// An async block rather than an async fn: an async fn's future holds its arguments twice (as
+/// captured and as moved-in locals), and this future lives as long as the hold.
+#[allow(clippy::manual_async_fn)] // the async block keeps the arguments once
+fn held_task(
+    mut conn: ClientConn,
+    held: hold::HeldRequest,
+    spec: Box<hold::HoldSpec>,
+) -> impl Future<Output = ()> {
+    async move {
+        let (outcome, retry) = match hold::run(&mut conn, held, spec).await {
+            hold::HoldEnd::Done(outcome) => (outcome, None),
+            hold::HoldEnd::Retry(r) => (Outcome::KeepAlive, Some(r)),
+        };
+        if outcome == Outcome::KeepAlive && !conn.w.is_stopping() {
+            // Back to serving requests, in a fresh task (the request path's future is the big one).
+            monoio::spawn(Box::pin(serve_requests(conn, retry)));
+        } else {
+            conn.finish();
+        }
     }
 }
 
@@ -628,7 +637,9 @@ mod tests {
             let held = held_task(conn, hold::HeldRequest::from(&head), spec);
             let held_size = std::mem::size_of_val(&held);
             println!("size_of held connection task future = {held_size} bytes");
-            assert!(held_size <= 896, "held task grew to {held_size} bytes");
+            // With monoio's task header and trailer (48 bytes) the task must stay within
+            // mimalloc's 512-byte size class: the next one up is 640.
+            assert!(held_size <= 464, "held task grew to {held_size} bytes");
             drop(held);
             // The request-serving task exists only while requests are being served.
             let stream = TcpStream::connect(addr).await.unwrap();

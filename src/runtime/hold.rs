@@ -74,18 +74,29 @@ pub enum HoldEnd {
     Retry(Box<Retry>),
 }
 
-pub async fn run(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> HoldEnd {
-    let outcome = match spec.mode {
-        Some(HoldMode::Response) => return hold_response(conn, req, spec).await,
-        Some(HoldMode::Stream) => super::stream_hold::hold_stream(conn, req, spec).await,
-        // No hold but a next link: stream this answer, then page through the links.
-        None if spec.next_link.is_some() => super::stream_hold::hold_stream(conn, req, spec).await,
-        None => {
-            let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
-            finish_with(conn, req, resp).await
-        }
-    };
-    HoldEnd::Done(outcome)
+/// Holds the connection as `spec` says. An async block rather than an async fn (whose future
+/// would keep the arguments twice): this future is part of every held connection's memory.
+#[allow(clippy::manual_async_fn)] // the async block keeps the arguments once
+pub fn run(
+    conn: &mut ClientConn,
+    req: HeldRequest,
+    spec: Box<HoldSpec>,
+) -> impl Future<Output = HoldEnd> + '_ {
+    async move {
+        let outcome = match spec.mode {
+            Some(HoldMode::Response) => return hold_response(conn, req, spec).await,
+            Some(HoldMode::Stream) => super::stream_hold::hold_stream(conn, req, spec).await,
+            // No hold but a next link: stream this answer, then page through the links.
+            None if spec.next_link.is_some() => {
+                super::stream_hold::hold_stream(conn, req, spec).await
+            }
+            None => {
+                let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
+                Box::pin(finish_with(conn, req, resp)).await
+            }
+        };
+        HoldEnd::Done(outcome)
+    }
 }
 
 /// A complete response: the hold's headers, `overrides` replacing same-named ones, the body with
@@ -182,7 +193,7 @@ async fn hold_response(
                 .and_then(|d| published_response(&spec, d, req))
             {
                 end_hold(conn);
-                return HoldEnd::Done(finish_with(conn, req, resp).await);
+                return HoldEnd::Done(Box::pin(finish_with(conn, req, resp)).await);
             }
         }
         if events & ev::UPDATE != 0
@@ -200,7 +211,7 @@ async fn hold_response(
         if w.now_ms() >= deadline {
             end_hold(conn);
             let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
-            return HoldEnd::Done(finish_with(conn, req, resp).await);
+            return HoldEnd::Done(Box::pin(finish_with(conn, req, resp)).await);
         }
     }
     end_hold(conn);

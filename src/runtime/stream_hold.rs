@@ -27,33 +27,38 @@ const NEXT_LINK_TIMEOUT_SECS: u32 = 120;
 const RETRIES_MAX: u32 = 5;
 
 /// Keep-alive data sent on a held stream (Grip-Keep-Alive).
+/// Compact (32 bytes): it lives in every held stream's future that has a keep-alive.
 pub struct KeepAliveTimer {
-    data: Vec<u8>,
-    every_ms: u64,
-    mode: KeepAliveMode,
+    data: Box<[u8]>,
     next_ms: u64,
+    every_secs: u32,
+    mode: KeepAliveMode,
 }
 
 impl KeepAliveTimer {
     pub fn new(k: &KeepAlive, now_ms: u64) -> KeepAliveTimer {
-        let every_ms = u64::from(k.timeout_secs.max(1)) * 1000;
+        let every_secs = k.timeout_secs.max(1);
         KeepAliveTimer {
-            data: k.data.clone(),
-            every_ms,
+            data: k.data.clone().into_boxed_slice(),
+            next_ms: now_ms + u64::from(every_secs) * 1000,
+            every_secs,
             mode: k.mode,
-            next_ms: now_ms + every_ms,
         }
+    }
+
+    fn every_ms(&self) -> u64 {
+        u64::from(self.every_secs) * 1000
     }
 
     /// Whether to send now; moves the next deadline. Idle mode counts from the last write.
     fn due(&mut self, now_ms: u64, last_write_ms: u64) -> bool {
         if self.mode == KeepAliveMode::Idle {
-            self.next_ms = self.next_ms.max(last_write_ms + self.every_ms);
+            self.next_ms = self.next_ms.max(last_write_ms + self.every_ms());
         }
         if now_ms < self.next_ms {
             return false;
         }
-        self.next_ms = now_ms + self.every_ms;
+        self.next_ms = now_ms + self.every_ms();
         true
     }
 }
@@ -77,46 +82,58 @@ struct Links {
     paging: bool,
 }
 
-pub async fn hold_stream(conn: &mut ClientConn, req: HeldRequest, spec: Box<HoldSpec>) -> Outcome {
-    let w = conn.w.clone();
-    let id = conn.id;
-    let chunked = req.http11;
-    let mut first = stream_head(&spec, chunked);
-    if chunked {
-        http1::encode_chunk(&mut first, &spec.body);
-    } else {
-        first.extend_from_slice(&spec.body);
+/// Holds a stream (or pages through next links). An async block rather than an async fn, so its
+/// arguments are kept once: this future is part of every held stream's memory.
+#[allow(clippy::manual_async_fn)] // the async block keeps the arguments once
+pub fn hold_stream(
+    conn: &mut ClientConn,
+    req: HeldRequest,
+    spec: Box<HoldSpec>,
+) -> impl Future<Output = Outcome> + '_ {
+    async move {
+        let chunked = req.http11;
+        // In a block: nothing of it may stay in the future while the stream is held.
+        let keep_alive = {
+            let w = &conn.w;
+            let id = conn.id;
+            let mut first = stream_head(&spec, chunked);
+            if chunked {
+                http1::encode_chunk(&mut first, &spec.body);
+            } else {
+                first.extend_from_slice(&spec.body);
+            }
+            // Queue the head and subscribe in one step: every publish from now on lands after it.
+            if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
+                slot.outbox.push(Bytes::from(first));
+            }
+            w.subscribe(id, &spec.channels, Sink::Stream { chunked });
+            w.set_filters(id, &spec.filters, &spec.meta);
+            spec.keep_alive
+                .as_ref()
+                .map(|k| KeepAliveTimer::new(k, w.now_ms()))
+        };
+        track_prev_ids(conn, &spec.prev_ids);
+        let mut links = links_of(conn, &spec);
+        if links.is_none() && !spec.prev_ids.is_empty() {
+            // Pushpin: "channel specifies prev-id, but no next link found" ends the stream.
+            tracing::warn!("stream hold uses prev-id without a next link: ending it");
+            return Box::pin(finish(conn, req, chunked, None)).await;
+        }
+        if let Some(l) = links.as_mut() {
+            l.wanted = l.paging || conflicts_with_last_ids(conn, &spec.prev_ids);
+        }
+        // Nothing else of the spec is needed while the stream is held: free it now (it is
+        // per-connection memory for as long as the stream lasts).
+        drop(spec);
+        let outcome = stream_loop(conn, req, chunked, keep_alive, links).await;
+        let (w, id) = (&conn.w, conn.id);
+        w.unsubscribe_all(id);
+        if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
+            slot.recovery = None;
+            slot.filters = None;
+        }
+        outcome
     }
-    // Queue the head and subscribe in one step: every publish from now on lands after it.
-    if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
-        slot.outbox.push(Bytes::from(first));
-    }
-    w.subscribe(id, &spec.channels, Sink::Stream { chunked });
-    w.set_filters(id, &spec.filters, &spec.meta);
-    track_prev_ids(conn, &spec.prev_ids);
-    let keep_alive = spec
-        .keep_alive
-        .as_ref()
-        .map(|k| KeepAliveTimer::new(k, w.now_ms()));
-    let mut links = links_of(conn, &spec);
-    if links.is_none() && !spec.prev_ids.is_empty() {
-        // Pushpin: "channel specifies prev-id, but no next link found" ends the stream.
-        tracing::warn!("stream hold uses prev-id without a next link: ending it");
-        return finish(conn, req, chunked, None).await;
-    }
-    if let Some(l) = links.as_mut() {
-        l.wanted = l.paging || conflicts_with_last_ids(conn, &spec.prev_ids);
-    }
-    // Nothing else of the spec is needed while the stream is held: free it now (it is
-    // per-connection memory for as long as the stream lasts).
-    drop(spec);
-    let outcome = stream_loop(conn, req, chunked, keep_alive, links).await;
-    w.unsubscribe_all(id);
-    if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
-        slot.recovery = None;
-        slot.filters = None;
-    }
-    outcome
 }
 
 fn links_of(conn: &ClientConn, spec: &HoldSpec) -> Option<Box<Links>> {
@@ -176,87 +193,122 @@ fn conflicts_with_last_ids(conn: &ClientConn, prev_ids: &[(String, String)]) -> 
         .any(|(c, p)| last.get(c.as_str()).is_some_and(|l| &**l != p.as_str()))
 }
 
-async fn stream_loop(
+/// The held stream's loop. An async block rather than an async fn, so its arguments are kept
+/// once, not twice: this future is most of what a held stream costs while idle.
+#[allow(clippy::manual_async_fn)] // the async block keeps the arguments once
+fn stream_loop(
     conn: &mut ClientConn,
     req: HeldRequest,
     chunked: bool,
     mut keep_alive: Option<KeepAliveTimer>,
     mut links: Option<Box<Links>>,
-) -> Outcome {
-    let w = conn.w.clone();
-    let id = conn.id;
-    let header_max = w.settings().config.http.header_bytes_max;
-    let mut closing = false;
-    loop {
-        if !w.flush_conn(id) {
-            return left(conn, &links);
-        }
-        let (blocked, empty, last_write) = match w.conns.borrow().get(id) {
-            Some(s) => (s.write_blocked, s.outbox.is_empty(), s.last_write_ms),
-            None => return Outcome::Close,
-        };
-        if closing && empty {
-            return if chunked && req.keep_alive && !w.is_stopping() {
-                Outcome::KeepAlive
-            } else {
-                Outcome::Close
+) -> impl Future<Output = Outcome> + '_ {
+    async move {
+        let mut closing = false;
+        loop {
+            let step = before_wait(conn, req, chunked, closing, &mut keep_alive, &mut links);
+            let woke = match step {
+                Step::Again => continue,
+                Step::End(outcome) => return outcome,
+                // Boxed: a wait on writability is rare (a slow reader), and inline it would make
+                // every held stream's future the size of this one.
+                Step::Wait {
+                    blocked: true,
+                    read,
+                } => Box::pin(conn.wait_writable(read)).await,
+                Step::Wait {
+                    blocked: false,
+                    read,
+                } => conn.wait(read).await,
             };
-        }
-        if let Some(ka) = keep_alive.as_mut().filter(|_| !closing) {
-            if ka.due(w.now_ms(), last_write) {
-                queue_own(conn, frame(&ka.data, chunked));
-                continue;
+            let events = match woke {
+                Ok(Wake::Readable) => match conn.read_now() {
+                    Read::Bytes(_) | Read::NotReady => continue,
+                    Read::Eof | Read::Failed => return left(conn, &links),
+                },
+                Ok(Wake::Writable) => continue,
+                Ok(Wake::Events(e)) => e,
+                Err(_) => return left(conn, &links),
+            };
+            if events & ev::DEAD != 0 {
+                return left(conn, &links);
             }
-            w.schedule(id, ka.next_ms);
-        }
-        if let Some(l) = links.as_deref_mut().filter(|_| !closing) {
-            l.maybe_fetch(conn);
-            if let Some(at) = l.deadline() {
-                w.schedule(id, at);
+            if events & (ev::SHUTDOWN | ev::CLOSE) != 0 && !closing {
+                closing = true;
+                if events & ev::SHUTDOWN != 0 && chunked {
+                    queue_own(conn, Bytes::from_static(LAST_CHUNK));
+                }
             }
-        }
-        conn.release_idle_buffer();
-        let read = conn.inbuf().len() < header_max;
-        let woke = if blocked {
-            conn.wait_writable(read).await
-        } else {
-            conn.wait(read).await
-        };
-        let events = match woke {
-            Ok(Wake::Readable) => match conn.read_now() {
-                Read::Bytes(_) | Read::NotReady => continue,
-                Read::Eof | Read::Failed => return left(conn, &links),
-            },
-            Ok(Wake::Writable) => continue,
-            Ok(Wake::Events(e)) => e,
-            Err(_) => return left(conn, &links),
-        };
-        if events & ev::DEAD != 0 {
-            return left(conn, &links);
-        }
-        if events & (ev::SHUTDOWN | ev::CLOSE) != 0 && !closing {
-            closing = true;
-            if events & ev::SHUTDOWN != 0 && chunked {
-                queue_own(conn, Bytes::from_static(LAST_CHUNK));
+            if events & ev::UPDATE != 0 {
+                match links.as_deref_mut() {
+                    Some(l) if l.next.is_some() => l.wanted = true,
+                    // Without a next link there is nothing to fetch: resume delivery as it is.
+                    _ => replay_pending(conn),
+                }
             }
-        }
-        if events & ev::UPDATE != 0 {
-            match links.as_deref_mut() {
-                Some(l) if l.next.is_some() => l.wanted = true,
-                // Without a next link there is nothing to fetch: resume delivery as it is.
-                _ => replay_pending(conn),
-            }
-        }
-        if events & ev::ORIGIN != 0
-            && let Some(l) = links.as_deref_mut()
-            && !l.on_fetched(conn, chunked)
-        {
-            closing = true;
-            if chunked {
-                queue_own(conn, Bytes::from_static(LAST_CHUNK));
+            if events & ev::ORIGIN != 0
+                && let Some(l) = links.as_deref_mut()
+                && !l.on_fetched(conn, chunked)
+            {
+                closing = true;
+                if chunked {
+                    queue_own(conn, Bytes::from_static(LAST_CHUNK));
+                }
             }
         }
     }
+}
+
+/// What the stream loop does next, decided without awaiting (so none of it is kept in the
+/// held future).
+enum Step {
+    Again,
+    End(Outcome),
+    Wait { blocked: bool, read: bool },
+}
+
+/// Flushes, sends a due keep-alive, fetches a due next link and schedules the next timer.
+fn before_wait(
+    conn: &mut ClientConn,
+    req: HeldRequest,
+    chunked: bool,
+    closing: bool,
+    keep_alive: &mut Option<KeepAliveTimer>,
+    links: &mut Option<Box<Links>>,
+) -> Step {
+    let w = conn.w.clone();
+    let id = conn.id;
+    if !w.flush_conn(id) {
+        return Step::End(left(conn, links));
+    }
+    let (blocked, empty, last_write) = match w.conns.borrow().get(id) {
+        Some(s) => (s.write_blocked, s.outbox.is_empty(), s.last_write_ms),
+        None => return Step::End(Outcome::Close),
+    };
+    if closing && empty {
+        return Step::End(if chunked && req.keep_alive && !w.is_stopping() {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Close
+        });
+    }
+    if let Some(ka) = keep_alive.as_mut().filter(|_| !closing) {
+        if ka.due(w.now_ms(), last_write) {
+            queue_own(conn, frame(&ka.data, chunked));
+            return Step::Again;
+        }
+        w.schedule(id, ka.next_ms);
+    }
+    if let Some(l) = links.as_deref_mut().filter(|_| !closing) {
+        l.maybe_fetch(conn);
+        if let Some(at) = l.deadline() {
+            w.schedule(id, at);
+        }
+    }
+    conn.release_idle_buffer();
+    let header_max = w.settings().config.http.header_bytes_max;
+    let read = conn.inbuf().len() < header_max;
+    Step::Wait { blocked, read }
 }
 
 /// The client went away: tell the origin if it asked (`rel=gone`).
