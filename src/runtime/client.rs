@@ -153,9 +153,16 @@ fn held_task(
     }
 }
 
-async fn websocket_task(mut conn: ClientConn, session: super::websocket::WsSession) {
-    super::websocket::run(&mut conn, session).await;
-    conn.finish();
+/// An async block, like [`held_task`]: this future lives as long as the WebSocket.
+#[allow(clippy::manual_async_fn)] // the async block keeps the arguments once
+fn websocket_task(
+    mut conn: ClientConn,
+    session: super::websocket::WsSession,
+) -> impl Future<Output = ()> {
+    async move {
+        super::websocket::run(&mut conn, session).await;
+        conn.finish();
+    }
 }
 
 /// Answers 503 to a connection over the worker's limit and closes it; a TLS connection is

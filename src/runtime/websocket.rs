@@ -20,10 +20,17 @@ pub enum WsSession {
     Passthrough(Box<super::ws_passthrough::PassSession>),
 }
 
-pub async fn run(conn: &mut ClientConn, session: WsSession) -> Outcome {
-    match session {
-        WsSession::OverHttp(s) => wsoh::run(conn, s).await,
-        WsSession::Passthrough(s) => super::ws_passthrough::run(conn, s).await,
+/// Runs an open WebSocket session. An async block rather than an async fn (whose future keeps
+/// the arguments twice): this future is most of an idle WebSocket's memory. The passthrough
+/// session's future is boxed: it is the larger one, and such a connection has an origin socket
+/// and buffers anyway.
+#[allow(clippy::manual_async_fn)] // the async block keeps the arguments once
+pub fn run(conn: &mut ClientConn, session: WsSession) -> impl Future<Output = Outcome> + '_ {
+    async move {
+        match session {
+            WsSession::OverHttp(s) => wsoh::run(conn, s).await,
+            WsSession::Passthrough(s) => Box::pin(super::ws_passthrough::run(conn, s)).await,
+        }
     }
 }
 

@@ -133,7 +133,7 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<WsohSession>) -> Outcome {
             return Outcome::Close;
         }
         if s.finished() {
-            return s.drain(conn).await;
+            return Box::pin(s.drain(conn)).await;
         }
         if let Some(at) = s.next_deadline(&w) {
             w.schedule(conn.id, at);
@@ -146,8 +146,9 @@ pub async fn run(conn: &mut ClientConn, mut s: Box<WsohSession>) -> Outcome {
             .borrow()
             .get(conn.id)
             .is_some_and(|c| c.write_blocked);
+        // The rare waits are boxed, so an idle WebSocket's future stays small.
         let woke = if blocked {
-            conn.wait_writable(read).await
+            Box::pin(conn.wait_writable(read)).await
         } else {
             conn.wait(read).await
         };
