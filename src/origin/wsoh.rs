@@ -32,8 +32,9 @@ const DROPPED: [&str; 15] = [
 /// The parts of every request of one connection that never change.
 pub struct RequestTemplate {
     route_index: usize,
-    /// Request line and fixed headers, ending with a CRLF (no blank line yet).
-    head: Vec<u8>,
+    /// Request line and fixed headers, ending with a CRLF (no blank line yet). Boxed to its
+    /// exact length: it lives as long as the WebSocket.
+    head: Box<[u8]>,
     /// The Host header sent (a TLS origin's certificate is checked against it); shared with
     /// each exchange's task rather than copied per request.
     host: Option<Rc<[u8]>>,
@@ -110,7 +111,7 @@ impl RequestTemplate {
         http1::encode_header(&mut out, "Connection-Id", connection_id.as_bytes());
         RequestTemplate {
             route_index,
-            head: out,
+            head: out.into_boxed_slice(),
             host: host.map(Rc::from),
         }
     }
