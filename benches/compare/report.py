@@ -444,7 +444,6 @@ def main(argv):
         marks = [int(round(n * f)) for f in fracs]
         series = []
         for v in present:
-            files = sorted(r for r in runs if r["scenario"] == "memory" and r["case"] == kind and r["variant"] == v)
             at = {m: [] for m in marks}
             first_curve = None
             for r in sorted((r for r in runs if r["scenario"] == "memory" and r["case"] == kind
@@ -462,7 +461,6 @@ def main(argv):
                     val = curve_at(sm, m)
                     if val is not None:
                         at[m].append(val / 1024.0)
-            del files
             if first_curve:
                 series.append((v, first_curve))
                 med = {m: (statistics.median(at[m]) if at[m] else None) for m in marks}
