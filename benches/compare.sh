@@ -18,7 +18,9 @@
 #   hf2  holdfast with its default config (2 workers, one per core, which it pins itself), no taskset
 #   ppt  Pushpin 1.36, message_rate and message_hwm raised to 100000000, taskset to the proxy core
 #   ppd  Pushpin 1.36 with its defaults (message_rate=2500, message_hwm=25000), taskset likewise
-# nginx runs in the http scenario only. The origin, the load tool and wrk run on the load core.
+# nginx runs in the http scenario only, and the kernel floor (`holdfast-load floor`: an ideal sender
+# that writes each round to every connection in a tight loop) in the latency scenario only. The
+# origin, the load tool and wrk run on the load core.
 #
 # The run alternates the variants (A/B, the order flipped every repetition) --reps times (3; 1 with
 # --quick), keeps the raw JSON of every run under benches/compare/results/<timestamp>/, prints a
@@ -213,10 +215,10 @@ mkdir -p "$RES/raw" "$RES/samples" "$RES/logs" || die "cannot create $RES"
 RUN=$(mktemp -d /tmp/holdfast-compare.XXXXXX) || die "mktemp failed"
 START_EPOCH=$(date +%s)
 
-read -r ORIGIN_PORT HF_PORT HF_PUB PP_PORT NGINX_PORT <<<"$($TOOLS ports 5)"
+read -r ORIGIN_PORT HF_PORT HF_PUB PP_PORT NGINX_PORT FLOOR_PORT <<<"$($TOOLS ports 6)"
 PP_OFFSET=$($TOOLS pp-offset)
 PP_PUB=$((5561 + PP_OFFSET))
-[ -n "$NGINX_PORT" ] && [ -n "$PP_OFFSET" ] || die "could not pick ports"
+[ -n "$FLOOR_PORT" ] && [ -n "$PP_OFFSET" ] || die "could not pick ports"
 log "ports: origin $ORIGIN_PORT, holdfast $HF_PORT (publish $HF_PUB), pushpin $PP_PORT (publish $PP_PUB, port_offset $PP_OFFSET), nginx $NGINX_PORT"
 log "results: $RES"
 
@@ -339,7 +341,8 @@ record() {
     net=$(echo "$NET0 $(net_ctr)" | awk '{ printf "\"listen_overflows\":%d,\"syn_retrans\":%d", $3 - $1, $4 - $2 }')
     local alive=true state
     state=$(sed 's/.*) //' "/proc/$PROXY_PID/stat" 2>/dev/null | cut -d' ' -f1)
-    if [ -z "$state" ] || [ "$state" = Z ]; then
+    # The floor exits by itself after its last round.
+    if [ "$3" != floor ] && { [ -z "$state" ] || [ "$state" = Z ]; }; then
         alive=false
         log "    $3 is gone: it exited during the run (see logs/$(basename "$PROXY_LOG"))"
     fi
@@ -406,11 +409,37 @@ sc_fanout() {
 
 sc_latency() {
     local v=$1
+    [ "$v" = floor ] && { latency_floor; return; }
     start_proxy "$v"
     load_run latency "s${LAT_CLIENTS}-100ms" "$v" --kind sse --url "http://127.0.0.1:$PROXY_HTTP/sse/{ch}" \
         --clients $LAT_CLIENTS --channels 1 --count $LAT_COUNT --publish-interval-ms 100 --size 100 \
         --connect-concurrency $CONN_CONC --timeout $((LAT_COUNT / 10 + 30)) --idle-timeout 5
     stop_proxy
+}
+
+# The kernel's floor under the latency scenario: `holdfast-load floor` on the proxy core writes
+# each round to every connection in a tight loop (no parsing, no routing, no origin), with the
+# same clients, rounds and stamps as the proxies get. What is left above it is the proxy's own.
+latency_floor() {
+    local name=r$REP-latency-s${LAT_CLIENTS}-100ms-floor rc=0
+    NSTART=$((NSTART + 1))
+    PROXY_LOG=$RES/logs/$(printf '%03d' $NSTART)-floor.log
+    bg_track taskset -c $PROXY_CPU "$LOAD" floor --listen "127.0.0.1:$FLOOR_PORT" --clients $LAT_CLIENTS \
+        --count $LAT_COUNT --interval-ms 100 --size 100 >"$PROXY_LOG" 2>&1
+    PROXY_PID=$BG_PID
+    $TOOLS wait-port "$FLOOR_PORT" 20 || die "floor: port did not open"
+    log "  latency/s${LAT_CLIENTS}-100ms on floor"
+    net_mark
+    run_load subscribe --kind sse --url "http://127.0.0.1:$FLOOR_PORT/sse/{ch}" --clients $LAT_CLIENTS \
+        --expect $LAT_COUNT --duration $((LAT_COUNT / 10 + 30)) --source-ips $SRC_IPS \
+        --connect-concurrency $CONN_CONC --json-out "$RES/raw/$name.json" >/dev/null \
+        2>"$RES/logs/$name.err" || rc=$?
+    [ $rc = 0 ] || log "    holdfast-load exited $rc (see logs/$name.err)"
+    wait "$PROXY_PID" 2>/dev/null
+    record latency "s${LAT_CLIENTS}-100ms" floor "raw/$name.json" $rc
+    untrack "$PROXY_PID"
+    PROXY_PID=""
+    sleep 1
 }
 
 sc_wsoh() {
@@ -472,6 +501,7 @@ for REP in $(seq 1 "$REPS"); do
     for scen in ${SCENARIOS//,/ }; do
         vs=("${order[@]}")
         [ "$scen" = http ] && vs+=(nginx)
+        [ "$scen" = latency ] && vs+=(floor)
         log "rep $REP/$REPS: $scen (${vs[*]})"
         for v in "${vs[@]}"; do
             "sc_$scen" "$v"

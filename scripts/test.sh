@@ -34,6 +34,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+echo "== the load tool (benches/load, its own crate): fmt, clippy, unit tests"
+(cd benches/load && cargo fmt --check && cargo clippy -q --all-targets -- -D warnings && cargo test -q)
+
 echo "== cargo test"
 # The per-connection state size is printed by this test; keep it visible in the log.
 cargo test --lib slot_size -- --nocapture

@@ -46,7 +46,7 @@ fn bounds(idx: usize) -> (u64, u64) {
     } else {
         let shift = (block - 1) as u32;
         let lo = ((SUB as u64) + sub) << shift;
-        (lo, lo + (1u64 << shift) - 1)
+        (lo, lo.saturating_add((1u64 << shift) - 1))
     }
 }
 

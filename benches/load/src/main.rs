@@ -7,6 +7,7 @@
 
 mod client;
 mod fleet;
+mod floor;
 mod hist;
 mod http;
 mod mem;
@@ -50,6 +51,9 @@ enum Cmd {
     Run(scenario::RunArgs),
     /// WebSocket-over-HTTP batching: clients send messages through the proxy to the origin
     WsohBatch(scenario::WsohArgs),
+    /// The kernel's floor: an ideal proxy that writes one stamped SSE event to each of N held
+    /// connections per round (measure it with `subscribe --kind sse`)
+    Floor(floor::FloorArgs),
     /// (internal) a subscriber worker process
     #[command(hide = true)]
     Worker {
@@ -82,6 +86,7 @@ fn main() {
         Cmd::Publish(a) => parent(scenario::publish(a)),
         Cmd::Run(a) => parent(scenario::run(a)),
         Cmd::WsohBatch(a) => parent(scenario::wsoh_batch(a)),
+        Cmd::Floor(a) => floor::floor_main(a),
     };
     match r {
         Ok(code) => std::process::exit(code),
