@@ -128,6 +128,12 @@ def extract(run, data, sizes):
         kind = "SSE" if case == "sse" else "WebSocket"
         out.append((f"mem-{case}", f"memory: RSS per idle {kind} connection at {n:,}, KiB",
                     rss.get("per_conn_kib"), "lower"))
+        if "kernel_slab_per_conn_kib" in rss:
+            out.append((f"memk-{case}", f"memory: kernel slab per idle {kind} connection (system-wide: "
+                        "both ends of the loopback connection), KiB",
+                        rss.get("kernel_slab_per_conn_kib"), "lower"))
+            out.append((f"memkb-{case}", f"memory: kernel TCP buffers per idle {kind} connection, KiB",
+                        rss.get("kernel_tcp_buf_per_conn_kib"), "lower"))
         if case == "sse":
             out.append(("mem-idle", "memory: idle RSS before connecting, MiB",
                         (rss.get("before_kib") or 0) / 1024.0, "lower"))
@@ -522,7 +528,10 @@ def main(argv):
     md.append(f"  - memory: VmRSS summed over all the proxy's processes (for Pushpin, the runner's process tree) "
               f"before connecting, and after all clients are connected and idle (2 s settle), divided by the "
               f"clients. {z.get('mem_sse')} SSE, then {z.get('mem_ws')} WebSocket clients, at most "
-              f"{z.get('mem_rate')} new connections/s, {z.get('conn_conc')} at once; a fresh proxy each time.")
+              f"{z.get('mem_rate')} new connections/s, {z.get('conn_conc')} at once; a fresh proxy each time. "
+              "Kernel memory is not in RSS and is shown apart: the growth of `Slab` (/proc/meminfo) and of "
+              "TCP buffer pages (/proc/net/sockstat) over the same interval, system-wide, per connection. "
+              "On loopback that counts both sockets of each connection, the client's and the proxy's.")
     md.append(f"  - fan-out: `holdfast-load run --rate max --batch 10` (10 items per publish POST), "
               f"{z.get('fan_small_count')} messages to {z.get('fan_small')} subscribers, {z.get('fan_big_count')} "
               f"to {z.get('fan_big')}, {z.get('fan_many_count')} per channel to {z.get('fan_many_clients')} over "

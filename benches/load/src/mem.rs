@@ -15,6 +15,51 @@ pub struct ProcRss {
 pub struct RssSample {
     pub total_kib: u64,
     pub procs: Vec<ProcRss>,
+    /// System-wide, taken at the same moment: kernel memory is not charged to a process's RSS.
+    pub kernel: KernelMem,
+}
+
+/// The kernel's memory, system-wide: what sockets cost outside user space. On loopback it covers
+/// both ends of every connection (the client's socket and the proxy's).
+#[derive(Serialize, Clone, Copy, Debug, Default)]
+pub struct KernelMem {
+    /// `Slab` of /proc/meminfo: socket, file, inode, dentry and epoll structures among the rest.
+    pub slab_kib: u64,
+    /// TCP buffer memory in use (`TCP: ... mem` of /proc/net/sockstat, pages).
+    pub tcp_buf_kib: u64,
+}
+
+impl KernelMem {
+    pub fn sample() -> KernelMem {
+        let slab_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("Slab:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            })
+            .unwrap_or(0);
+        let page_kib = page_size() / 1024;
+        let tcp_buf_kib = std::fs::read_to_string("/proc/net/sockstat")
+            .ok()
+            .and_then(|m| {
+                let tcp = m.lines().find(|l| l.starts_with("TCP:"))?;
+                let mut it = tcp.split_whitespace();
+                it.find(|w| *w == "mem")?;
+                it.next()?.parse::<u64>().ok()
+            })
+            .map_or(0, |pages| pages * page_kib);
+        KernelMem {
+            slab_kib,
+            tcp_buf_kib,
+        }
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
 }
 
 /// Which processes to measure: explicit pids, and/or processes whose comm or command line
@@ -94,7 +139,10 @@ impl ProcSel {
     }
 
     pub fn sample(&self) -> RssSample {
-        let mut s = RssSample::default();
+        let mut s = RssSample {
+            kernel: KernelMem::sample(),
+            ..RssSample::default()
+        };
         for pid in self.resolve() {
             let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
                 continue;

@@ -323,6 +323,12 @@ pub struct Rss {
     pub after_kib: u64,
     pub per_conn_kib: f64,
     pub procs: Vec<crate::mem::ProcRss>,
+    /// Kernel memory (system-wide) before and once connected, and its growth per connection: on
+    /// loopback that covers both ends of each connection, the client's socket and the proxy's.
+    pub kernel_before: crate::mem::KernelMem,
+    pub kernel_connected: crate::mem::KernelMem,
+    pub kernel_slab_per_conn_kib: f64,
+    pub kernel_tcp_buf_per_conn_kib: f64,
 }
 
 #[derive(Serialize, Default, Debug)]
@@ -743,13 +749,29 @@ fn rss_report(
         before_kib: before.total_kib,
         connected_kib: connected.total_kib,
         after_kib: after.total_kib,
-        per_conn_kib: if ready > 0 {
-            r2((connected.total_kib as f64 - before.total_kib as f64) / ready as f64)
-        } else {
-            0.0
-        },
+        per_conn_kib: per_conn(before.total_kib, connected.total_kib, ready),
         procs: connected.procs,
+        kernel_before: before.kernel,
+        kernel_connected: connected.kernel,
+        kernel_slab_per_conn_kib: per_conn(
+            before.kernel.slab_kib,
+            connected.kernel.slab_kib,
+            ready,
+        ),
+        kernel_tcp_buf_per_conn_kib: per_conn(
+            before.kernel.tcp_buf_kib,
+            connected.kernel.tcp_buf_kib,
+            ready,
+        ),
     })
+}
+
+fn per_conn(before_kib: u64, after_kib: u64, ready: u64) -> f64 {
+    if ready > 0 {
+        r2((after_kib as f64 - before_kib as f64) / ready as f64)
+    } else {
+        0.0
+    }
 }
 
 #[derive(clap::Args, Clone, Debug)]
