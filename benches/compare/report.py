@@ -187,6 +187,10 @@ def extract(run, data, sizes):
         c = data.get("connect", {})
         out.append(("accept", f"accept: new held SSE connections/s (to {data.get('clients', 0):,}, "
                               f"{sizes.get('accept_conc')} at once)", c.get("per_s"), "higher"))
+        rss = data.get("rss") or {}
+        if rss.get("proxy_cpu_us_per_conn"):
+            out.append(("accept-cpu", "accept: proxy CPU per new held connection (user + system, all "
+                                      "its processes), µs", rss.get("proxy_cpu_us_per_conn"), "lower"))
     return out, issues
 
 
@@ -553,7 +557,10 @@ def main(argv):
               "through each proxy and through nginx (`proxy_pass`, keep-alive upstream, 1 worker on the "
               "proxy core); proxy CPU from /proc over the wrk run.")
     md.append(f"  - accept: {z.get('accept_clients')} clients, {z.get('accept_conc')} being set up at once, no "
-              "rate cap: ready clients divided by the time from the first attempt to the last ready.")
+              "rate cap: ready clients divided by the time from the first attempt to the last ready. "
+              "Proxy CPU from /proc (utime + stime of every proxy process) from before the first "
+              "connection until all are ready, divided by the clients: the client side (the load tool "
+              "and the origin, on the load core) can bound the rate before the proxy does.")
     md.append("")
     md.append("↑ higher is better, ↓ lower is better. Ratios are holdfast / Pushpin tuned.")
     md.append("")

@@ -15,6 +15,8 @@ pub struct ProcRss {
 pub struct RssSample {
     pub total_kib: u64,
     pub procs: Vec<ProcRss>,
+    /// CPU time (user + system) the processes have used so far, summed, in ms.
+    pub cpu_ms: u64,
     /// System-wide, taken at the same moment: kernel memory is not charged to a process's RSS.
     pub kernel: KernelMem,
 }
@@ -54,6 +56,26 @@ impl KernelMem {
             tcp_buf_kib,
         }
     }
+}
+
+/// utime + stime of /proc/PID/stat, in ms (0 when the process is gone).
+fn cpu_ms(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1000 / hz
 }
 
 fn page_size() -> u64 {
@@ -161,6 +183,7 @@ impl ProcSel {
                 }
             }
             s.total_kib += rss;
+            s.cpu_ms += cpu_ms(pid);
             s.procs.push(ProcRss {
                 pid,
                 name,

@@ -329,6 +329,10 @@ pub struct Rss {
     pub kernel_connected: crate::mem::KernelMem,
     pub kernel_slab_per_conn_kib: f64,
     pub kernel_tcp_buf_per_conn_kib: f64,
+    /// The proxy's CPU time from before the first connection until all were connected and
+    /// settled, per connection: what setting up one held connection costs the proxy.
+    pub proxy_cpu_ms: u64,
+    pub proxy_cpu_us_per_conn: f64,
 }
 
 #[derive(Serialize, Default, Debug)]
@@ -763,6 +767,8 @@ fn rss_report(
             connected.kernel.tcp_buf_kib,
             ready,
         ),
+        proxy_cpu_ms: connected.cpu_ms.saturating_sub(before.cpu_ms),
+        proxy_cpu_us_per_conn: per_conn(before.cpu_ms * 1000, connected.cpu_ms * 1000, ready),
     })
 }
 
