@@ -65,6 +65,10 @@ const OUTBOX_BYTES_MAX: usize = 256 * 1024;
 const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 const FRAGMENT_TIMEOUT_MS: u64 = 1_000;
 const CONTROL_PER_SEC_MAX: u32 = 50;
+/// How long holdfast waits for a client's answer to its close frame. The offenders never answer,
+/// so each closed WebSocket lingers this long; well under the never-reader's 5 s read (with the
+/// 5 s default the two raced, and a never-reader cut off late in the flood failed the test).
+const CLOSE_TIMEOUT_MS: u64 = 1_000;
 
 /// Flood on the never-readers' channel: items of this size, this many per POST.
 const FLOOD_ITEM: usize = 32 * 1024;
@@ -127,6 +131,7 @@ listen = "127.0.0.1:0"
 message_bytes_max = {MESSAGE_BYTES_MAX}
 control_frames_per_sec_max = {CONTROL_PER_SEC_MAX}
 fragment_timeout_ms = {FRAGMENT_TIMEOUT_MS}
+close_timeout_ms = {CLOSE_TIMEOUT_MS}
 "#
         );
         let path = dir.join("holdfast.toml");
