@@ -772,9 +772,10 @@ fn rss_report(
     })
 }
 
-fn per_conn(before_kib: u64, after_kib: u64, ready: u64) -> f64 {
+/// The growth from `before` to `after` per ready connection (in the unit of the two).
+fn per_conn(before: u64, after: u64, ready: u64) -> f64 {
     if ready > 0 {
-        r2((after_kib as f64 - before_kib as f64) / ready as f64)
+        r2((after as f64 - before as f64) / ready as f64)
     } else {
         0.0
     }
