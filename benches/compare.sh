@@ -419,7 +419,8 @@ sc_latency() {
 
 # The kernel's floor under the latency scenario: `holdfast-load floor` on the proxy core writes
 # each round to every connection in a tight loop (no parsing, no routing, no origin), with the
-# same clients, rounds and stamps as the proxies get. What is left above it is the proxy's own.
+# same clients, rounds and stamps as the proxies get. Above it: the proxy's work and the trip a
+# publish makes to it (the floor stamps each round itself, on the proxy core).
 latency_floor() {
     local name=r$REP-latency-s${LAT_CLIENTS}-100ms-floor rc=0
     NSTART=$((NSTART + 1))
