@@ -35,7 +35,7 @@ pub struct FloorArgs {
     #[arg(long)]
     pub clients: usize,
     /// Rounds: one event to every connection per round
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
     #[arg(long, default_value_t = 100)]
     pub interval_ms: u64,
