@@ -54,6 +54,11 @@ pub struct WorkerMetrics {
     pub slow_consumers: AtomicU64,
     pub origin_requests: AtomicU64,
     pub origin_errors: AtomicU64,
+    /// Pooled origin connections closed at reuse because bytes or an EOF had arrived unasked.
+    pub origin_pool_unquiet: AtomicU64,
+    /// Heads the validating encoder refused (a control character or bad name from a client,
+    /// origin, publisher or peer): each became an error status instead of bytes on the wire.
+    pub heads_refused: AtomicU64,
     /// Items waiting in the inbox (sampled when the worker drains it).
     pub inbox_depth: AtomicU64,
     /// From the publish listener accepting an item to the worker having written it out.
@@ -246,6 +251,22 @@ pub fn render(workers: &[&WorkerMetrics], publish: &PublishMetrics) -> String {
         "counter",
         "Origin requests that failed.",
         |m| &m.origin_errors,
+    );
+    per_worker(
+        &mut out,
+        w,
+        "holdfast_origin_pool_unquiet_total",
+        "counter",
+        "Pooled origin connections closed at reuse: bytes or EOF had arrived unasked.",
+        |m| &m.origin_pool_unquiet,
+    );
+    per_worker(
+        &mut out,
+        w,
+        "holdfast_heads_refused_total",
+        "counter",
+        "HTTP heads refused by the validating encoder (control characters, bad names).",
+        |m| &m.heads_refused,
     );
     per_worker(
         &mut out,

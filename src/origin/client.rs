@@ -14,7 +14,7 @@ use monoio::net::TcpStream;
 use super::stream::{Dest, OriginStream, PoolKey, TlsDest};
 use crate::metrics::WorkerMetrics;
 use crate::proto::http1::{self, BodyDecoder, HeadLimits, Http1Error, Parsed, ResponseHead};
-use crate::runtime::settings::WorkerSettings;
+use crate::runtime::settings::RouteRef;
 use crate::runtime::worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,23 +40,26 @@ pub enum OriginError {
     Tls { addr: SocketAddr, reason: String },
     #[error("origin TLS: {0}")]
     TlsName(String),
+    /// The request head could not be encoded (the validating encoder refused a field); nothing
+    /// was sent.
+    #[error("request not sent: {0}")]
+    RequestHead(http1::EncodeError),
 }
 
-/// Where target `t` of route `route_index` is, and how to reach it. `host` is the Host header
-/// the request carries: a TLS origin's certificate must be valid for it (Pushpin's rule), or
-/// for the target's own host with `trust_connect_host`.
+/// Where target `t` of `route` is, and how to reach it. `host` is the Host header the request
+/// carries: a TLS origin's certificate must be valid for it (Pushpin's rule), or for the
+/// target's own host with `trust_connect_host`.
 pub fn dest<'a>(
-    settings: &'a WorkerSettings,
-    route_index: usize,
+    route: &'a RouteRef,
     t: usize,
     host: Option<&[u8]>,
 ) -> Result<Dest<'a>, OriginError> {
-    let target = &settings.routes.route(route_index).targets[t];
-    let addrs = &settings.routes.addrs[route_index][t];
+    let target = &route.route().targets[t];
+    let addrs = route.addrs(t);
     if !target.ssl {
         return Ok(Dest { addrs, tls: None });
     }
-    let Some(clients) = &settings.origin_tls else {
+    let Some(clients) = &route.settings().origin_tls else {
         return Err(OriginError::TlsName("no TLS client configuration".into()));
     };
     let name = match host.and_then(|h| std::str::from_utf8(h).ok()) {
@@ -122,14 +125,13 @@ impl FullResponse {
 /// whole answer (bounded).
 pub async fn fetch(
     w: &Worker,
-    route_index: usize,
+    route: &RouteRef,
     host: Option<&[u8]>,
     method: &str,
     request: Vec<u8>,
     body_max: usize,
 ) -> Result<FullResponse, OriginError> {
-    let settings = w.settings();
-    let targets = settings.routes.addrs[route_index].len();
+    let targets = route.target_count();
     let mut last = None;
     let mut request = Some(request);
     for n in 0..targets {
@@ -139,7 +141,7 @@ pub async fn fetch(
         } else {
             request.take().unwrap_or_default()
         };
-        let dest = dest(&settings, route_index, n, host)?;
+        let dest = dest(route, n, host)?;
         let mut resp = match send(w, &dest, method, attempt).await {
             Ok(r) => r,
             Err(e @ OriginError::Timeout(_)) => return Err(e),
@@ -204,7 +206,8 @@ async fn send_to_any(
             last_err = Some(OriginError::ConnectTimeout(addr));
             continue;
         };
-        let pooled = w.origins.borrow_mut().take(&key, w.now_ms());
+        let (pooled, unquiet) = w.origins.borrow_mut().take(&key, w.now_ms());
+        WorkerMetrics::add(&w.metrics.origin_pool_unquiet, unquiet);
         if let Some(stream) = pooled {
             match exchange(w, stream, &key, method, request).await {
                 Ok(resp) => return Ok(resp),

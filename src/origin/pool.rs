@@ -24,16 +24,28 @@ impl OriginPool {
         }
     }
 
-    /// The most recently used idle connection to `key` that has not sat idle too long.
-    pub fn take(&mut self, key: &PoolKey, now_ms: u64) -> Option<OriginStream> {
-        let list = self.idle.get_mut(key)?;
+    /// The most recently used idle connection to `key` that has not sat idle too long and on
+    /// which nothing has arrived since its last response (no unread bytes, no EOF); the others
+    /// are closed, and counted in the second value.
+    pub fn take(&mut self, key: &PoolKey, now_ms: u64) -> (Option<OriginStream>, u64) {
+        let Some(list) = self.idle.get_mut(key) else {
+            return (None, 0);
+        };
         // Entries are in put order: drop the stale ones from the front, use the freshest.
         let fresh_from = list
             .iter()
             .position(|(_, since)| now_ms.saturating_sub(*since) < self.idle_timeout_ms)
             .unwrap_or(list.len());
         list.drain(..fresh_from);
-        list.pop().map(|(stream, _)| stream)
+        let mut unquiet = 0;
+        while let Some((stream, _)) = list.pop() {
+            if stream.is_quiet() {
+                return (Some(stream), unquiet);
+            }
+            unquiet += 1;
+            tracing::debug!(addr = %key.addr, "pooled origin connection had unread bytes or EOF: closed");
+        }
+        (None, unquiet)
     }
 
     /// Keeps a connection whose last response was read completely.

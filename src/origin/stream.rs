@@ -130,6 +130,29 @@ impl OriginStream {
         }
     }
 
+    /// True when nothing has arrived since the last response was read: no unread byte, no EOF,
+    /// no error. A pooled connection is reused only then (as Pingora and Pushpin check): bytes
+    /// that came in unasked would otherwise be read as the answer to the next request, which
+    /// may be another client's.
+    pub fn is_quiet(&self) -> bool {
+        let fd = match self {
+            OriginStream::Plain(tcp) => tcp.as_raw_fd(),
+            OriginStream::Tls(t) => t.tcp.as_raw_fd(),
+        };
+        let mut probe = [0u8; 1];
+        // SAFETY: `probe` is a valid, writable 1-byte buffer for the duration of the call; with
+        // MSG_PEEK nothing is consumed and MSG_DONTWAIT keeps the call from blocking.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                probe.as_mut_ptr().cast(),
+                probe.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    }
+
     /// Resolves when the socket has bytes to read.
     pub async fn readable(&self) -> io::Result<()> {
         match self {

@@ -237,6 +237,22 @@ pub fn is_grip_header(name: &str) -> bool {
     prefix.is_some_and(|p| p.eq_ignore_ascii_case(b"grip-"))
 }
 
+/// Request headers that only the proxy sets toward the origin. A client's own are dropped on
+/// every path (plain HTTP, WebSocket passthrough, WebSocket-over-HTTP), so a plain request can
+/// neither carry a `Grip-Last` or `Grip-Sig` of its choosing nor pose as a WebSocket-over-HTTP
+/// exchange (`Connection-Id`, `Meta-*`, `Content-Bytes-Replayed`) signed by holdfast.
+pub fn is_proxy_only_request_header(name: &str) -> bool {
+    let has_prefix = |p: &[u8]| {
+        name.as_bytes()
+            .get(..p.len())
+            .is_some_and(|n| n.eq_ignore_ascii_case(p))
+    };
+    has_prefix(b"grip-")
+        || has_prefix(b"meta-")
+        || name.eq_ignore_ascii_case("connection-id")
+        || name.eq_ignore_ascii_case("content-bytes-replayed")
+}
+
 /// True when a `Content-Type` value is [`INSTRUCT_CONTENT_TYPE`]: parameters ignored, compared
 /// ASCII case-insensitively (media types are; Pushpin compares exactly).
 pub fn is_instruct_content_type(value: &[u8]) -> bool {

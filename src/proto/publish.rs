@@ -30,6 +30,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 use serde_json::{Map, Value};
 
+use super::http1::{is_field_value, is_forbidden_in_field, is_token};
+
 /// Limits applied while parsing a publish body. Every overflow is its own error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishLimits {
@@ -502,25 +504,16 @@ fn parse_headers(obj: &Obj<'_>) -> Res<Vec<(String, String)>> {
     }
 }
 
-/// Checks one header so it cannot break the response head it is written into.
+/// Checks one header with the encoder's own rules, so the publisher learns at once (400) what
+/// the encoder would refuse later.
 fn header(at: &str, name: &str, value: &str) -> Res<(String, String)> {
-    if name.is_empty() || !name.bytes().all(is_tchar) {
+    if !is_token(name) {
         return Err(format!("\"{at}\" has an invalid header name"));
     }
-    if value.bytes().any(is_forbidden_in_field) {
+    if !is_field_value(value.as_bytes()) {
         return Err(format!("\"{at}\" has control characters in its value"));
     }
     Ok((name.to_owned(), value.to_owned()))
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Bytes not allowed in a field value or reason phrase (controls other than tab, and DEL).
-fn is_forbidden_in_field(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 fn parse_http_stream(obj: &Obj<'_>, max: usize) -> Res<HttpStreamFormat> {

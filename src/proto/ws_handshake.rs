@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
 use super::GUID;
+use crate::proto::http1::{EncodeError, HeadWriter, Version, is_tchar};
 
 /// What a valid upgrade request asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,10 +167,6 @@ fn parse_protocols<'a>(
         .collect()
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 /// base64(sha1(key + GUID)).
 pub fn accept_key(key: &str) -> String {
     let digest = Sha1::new()
@@ -180,33 +177,25 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// The 101 response head, ending with the blank line: Upgrade, Connection, Sec-WebSocket-Accept,
-/// optional Sec-WebSocket-Protocol, then `extra` headers. An extra header whose name or value holds
-/// CR or LF is dropped, so no value can start a header line of its own.
-pub fn response_101(accept: &str, protocol: Option<&str>, extra: &[(&str, &[u8])]) -> Vec<u8> {
+/// optional Sec-WebSocket-Protocol, then `extra` headers (the origin's), through the validating
+/// encoder: a name or value it refuses fails the whole head.
+pub fn response_101(
+    accept: &str,
+    protocol: Option<&str>,
+    extra: &[(&str, &[u8])],
+) -> Result<Vec<u8>, EncodeError> {
     let extra_bytes: usize = extra.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-    let mut out = Vec::with_capacity(160 + extra_bytes);
-    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-    out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
-    push_header(&mut out, "Sec-WebSocket-Accept", accept.as_bytes());
+    let mut out = HeadWriter::response(Version::Http11, 101, "", 160 + extra_bytes);
+    out.header("Upgrade", b"websocket");
+    out.header("Connection", b"Upgrade");
+    out.header("Sec-WebSocket-Accept", accept.as_bytes());
     if let Some(protocol) = protocol {
-        push_header(&mut out, "Sec-WebSocket-Protocol", protocol.as_bytes());
+        out.header("Sec-WebSocket-Protocol", protocol.as_bytes());
     }
     for (name, value) in extra {
-        push_header(&mut out, name, value);
+        out.header(name, value);
     }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    let breaks_line = |b: &u8| *b == b'\r' || *b == b'\n';
-    if name.as_bytes().iter().any(breaks_line) || value.iter().any(breaks_line) {
-        return;
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+    out.finish()
 }
 
 #[cfg(test)]
@@ -358,21 +347,20 @@ mod tests {
 
     #[test]
     fn response_head() {
-        let head = response_101("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", None, &[]);
+        let head = response_101("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", None, &[]).unwrap();
         let want = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                     Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         assert_eq!(std::str::from_utf8(&head).unwrap(), want);
 
-        let extra: [(&str, &[u8]); 3] = [
-            ("Set-Cookie", b"a=b"),
-            ("X-Bad", b"x\r\nInjected: 1"),
-            ("X-Ok", b"1"),
-        ];
-        let head = response_101("abc=", Some("chat"), &extra);
+        let extra: [(&str, &[u8]); 2] = [("Set-Cookie", b"a=b"), ("X-Ok", b"1")];
+        let head = response_101("abc=", Some("chat"), &extra).unwrap();
         let want = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                     Connection: Upgrade\r\nSec-WebSocket-Accept: abc=\r\n\
                     Sec-WebSocket-Protocol: chat\r\nSet-Cookie: a=b\r\nX-Ok: 1\r\n\r\n";
         assert_eq!(std::str::from_utf8(&head).unwrap(), want);
+
+        let bad: [(&str, &[u8]); 1] = [("X-Bad", b"x\r\nInjected: 1")];
+        assert!(response_101("abc=", None, &bad).is_err());
     }
 
     #[test]

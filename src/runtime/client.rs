@@ -632,6 +632,7 @@ mod tests {
                 filters: vec![],
                 meta: vec![],
                 original: None,
+                route: crate::runtime::settings::RouteRef::for_tests("* 127.0.0.1:8080\n"),
             });
             println!(
                 "size_of ClientConn = {} bytes",

@@ -6,15 +6,16 @@
 
 use bytes::Bytes;
 
-use super::client::{ClientConn, Outcome, Read, Wake};
+use super::client::{ClientConn, ClientError, Outcome, Read, Wake};
 use super::conns::{Sink, ev};
 use super::proxy::Retry;
+use super::settings::RouteRef;
 use crate::hub::delivery::{Delivery, ResponsePayload};
 use url::Url;
 
 use crate::proto::filter::Filter;
 use crate::proto::grip::{self, HoldMode, KeepAlive};
-use crate::proto::http1::{self, RequestHead, Version};
+use crate::proto::http1::{self, EncodeError, HeadWriter, RequestHead, Version};
 
 /// The two facts about the held request a hold needs (the request head itself is dropped).
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +66,9 @@ pub struct HoldSpec {
     pub meta: Vec<(String, String)>,
     /// Long-polls only: the request and its body, to send again on a hint or conflict.
     pub original: Option<Box<(RequestHead, Vec<u8>)>>,
+    /// The route the request took: retries, next links and gone links go to its origin only,
+    /// signed with its key, whatever a reload did to the routes table since.
+    pub route: RouteRef,
 }
 
 /// How a hold ended.
@@ -92,7 +96,7 @@ pub fn run(
             }
             None => {
                 let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
-                Box::pin(finish_with(conn, req, resp)).await
+                Box::pin(answer(conn, req, resp)).await
             }
         };
         HoldEnd::Done(outcome)
@@ -108,7 +112,7 @@ fn full_response(
     overrides: &[(String, String)],
     body: &[u8],
     req: HeldRequest,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, EncodeError> {
     // A published `Grip-Expose-Headers` names headers to leave out of the answer; every
     // Grip-* header of the push itself is stripped (Pushpin handlerengine.cpp / httpsession.cpp).
     let removed: Vec<&str> = overrides
@@ -119,30 +123,56 @@ fn full_response(
         .filter(|n| !n.is_empty())
         .collect();
     let kept = |name: &str| !removed.iter().any(|r| r.eq_ignore_ascii_case(name));
-    let mut out = Vec::with_capacity(256 + body.len());
-    http1::encode_status_line(&mut out, Version::Http11, code, reason);
+    let mut out = HeadWriter::response(Version::Http11, code, reason, 256 + body.len());
     for (name, value) in &spec.headers {
         if !overrides.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) && kept(name) {
-            http1::encode_header(&mut out, name, value);
+            out.header(name, value);
         }
     }
     for (name, value) in overrides {
         let framing = http1::is_hop_by_hop(name) || name.eq_ignore_ascii_case("content-length");
         if !framing && !grip::is_grip_header(name) && kept(name) {
-            http1::encode_header(&mut out, name, value.as_bytes());
+            out.header(name, value.as_bytes());
         }
     }
-    http1::encode_header(
-        &mut out,
-        "Content-Length",
-        body.len().to_string().as_bytes(),
-    );
+    out.header("Content-Length", body.len().to_string().as_bytes());
     if !req.keep_alive {
-        http1::encode_header(&mut out, "Connection", b"close");
+        out.header("Connection", b"close");
     }
-    out.extend_from_slice(b"\r\n");
+    let mut out = out.finish()?;
     out.extend_from_slice(body);
-    out
+    Ok(out)
+}
+
+/// Checks that the hold's own response head (the origin's code, reason and headers) encodes,
+/// before anything is held: a bad one is the origin's fault and becomes a 502 right away.
+pub fn check_head(spec: &HoldSpec) -> Result<(), EncodeError> {
+    let req = HeldRequest {
+        keep_alive: true,
+        http11: true,
+    };
+    full_response(spec, spec.code, &spec.reason, &[], &[], req).map(drop)
+}
+
+/// Writes an answer, or a 502 when its head was refused by the encoder.
+async fn answer(
+    conn: &mut ClientConn,
+    req: HeldRequest,
+    resp: Result<Vec<u8>, EncodeError>,
+) -> Outcome {
+    match resp {
+        Ok(resp) => finish_with(conn, req, resp).await,
+        Err(e) => {
+            crate::metrics::WorkerMetrics::inc(&conn.w.metrics.heads_refused);
+            tracing::warn!(peer = %conn.peer, "held response head refused: {e}");
+            conn.send_error(&ClientError::new(
+                502,
+                "Invalid response for a held request",
+            ))
+            .await;
+            Outcome::Close
+        }
+    }
 }
 
 async fn finish_with(conn: &mut ClientConn, req: HeldRequest, resp: Vec<u8>) -> Outcome {
@@ -183,17 +213,17 @@ async fn hold_response(
             break;
         }
         if events & ev::RESPONSE != 0 {
-            let answer = w
+            let published = w
                 .conns
                 .borrow_mut()
                 .get_mut(id)
                 .and_then(|s| s.response.take());
-            if let Some(resp) = answer
+            if let Some(resp) = published
                 .as_deref()
                 .and_then(|d| published_response(&spec, d, req))
             {
                 end_hold(conn);
-                return HoldEnd::Done(Box::pin(finish_with(conn, req, resp)).await);
+                return HoldEnd::Done(Box::pin(answer(conn, req, resp)).await);
             }
         }
         if events & ev::UPDATE != 0
@@ -205,18 +235,20 @@ async fn hold_response(
             return HoldEnd::Retry(Box::new(Retry {
                 head,
                 body,
+                route: spec.route.clone(),
                 grip_last,
             }));
         }
         if w.now_ms() >= deadline {
             end_hold(conn);
             let resp = full_response(&spec, spec.code, &spec.reason, &[], &spec.body, req);
-            return HoldEnd::Done(Box::pin(finish_with(conn, req, resp)).await);
+            return HoldEnd::Done(Box::pin(answer(conn, req, resp)).await);
         }
     }
     end_hold(conn);
-    if let Some(url) = spec.gone_link.take() {
-        super::next_link::spawn_gone(&w, url);
+    if let (Some(url), Some(base)) = (spec.gone_link.take(), spec.base_url.as_ref()) {
+        let scope = super::next_link::LinkScope::new(spec.route.clone(), base);
+        super::next_link::spawn_gone(&w, scope, url);
     }
     HoldEnd::Done(Outcome::Close)
 }
@@ -245,7 +277,11 @@ fn grip_last(conn: &ClientConn, channel_prefix: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn published_response(spec: &HoldSpec, d: &Delivery, req: HeldRequest) -> Option<Vec<u8>> {
+fn published_response(
+    spec: &HoldSpec,
+    d: &Delivery,
+    req: HeldRequest,
+) -> Option<Result<Vec<u8>, EncodeError>> {
     let Some(ResponsePayload::Send(r)) = &d.response else {
         return None;
     };
@@ -292,19 +328,17 @@ pub fn apply_body_patch(original: &[u8], patch: &serde_json::Value) -> Vec<u8> {
 }
 
 /// The head of a streamed response: chunked for HTTP/1.1 clients, close-delimited otherwise.
-pub fn stream_head(spec: &HoldSpec, chunked: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    http1::encode_status_line(&mut out, Version::Http11, spec.code, &spec.reason);
+pub fn stream_head(spec: &HoldSpec, chunked: bool) -> Result<Vec<u8>, EncodeError> {
+    let mut out = HeadWriter::response(Version::Http11, spec.code, &spec.reason, 256);
     for (name, value) in &spec.headers {
-        http1::encode_header(&mut out, name, value);
+        out.header(name, value);
     }
     if chunked {
-        http1::encode_header(&mut out, "Transfer-Encoding", b"chunked");
+        out.header("Transfer-Encoding", b"chunked");
     } else {
-        http1::encode_header(&mut out, "Connection", b"close");
+        out.header("Connection", b"close");
     }
-    out.extend_from_slice(b"\r\n");
-    out
+    out.finish()
 }
 
 pub fn frame(data: &[u8], chunked: bool) -> Bytes {
@@ -375,6 +409,7 @@ mod tests {
             filters: vec![],
             meta: vec![],
             original: None,
+            route: crate::runtime::settings::RouteRef::for_tests("* 127.0.0.1:8080\n"),
         }
     }
 
@@ -397,7 +432,8 @@ mod tests {
             keep_alive: true,
             http11: true,
         };
-        let text = String::from_utf8(full_response(&s, 200, "OK", &published, b"{}", req)).unwrap();
+        let text = String::from_utf8(full_response(&s, 200, "OK", &published, b"{}", req).unwrap())
+            .unwrap();
         assert!(
             text.contains("Content-Type: application/json\r\n"),
             "{text}"

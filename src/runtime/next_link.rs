@@ -2,9 +2,10 @@
 //! conflict, a `hint`, the link's timeout, or while paging), and the `rel=gone` notice.
 //!
 //! Like Pushpin (`httpsession.cpp`), a next-link request is a `GET` carrying one
-//! `Grip-Last: <channel>; last-id=<id>` per channel with a prev-id; it is routed through the
-//! routes table like a client request and signed with the route's Grip-Sig. It runs as its own
-//! short task and posts `ev::ORIGIN` to the connection when done.
+//! `Grip-Last: <channel>; last-id=<id>` per channel with a prev-id, signed with the route's
+//! Grip-Sig. Unlike Pushpin, which fetches any URL it is given, a link may only lead to the
+//! origin of the route the original request took ([`LinkScope`]); it is not routed afresh. A
+//! fetch runs as its own short task and posts `ev::ORIGIN` to the connection when done.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,10 +13,12 @@ use std::rc::Rc;
 use url::Url;
 
 use super::conns::ev;
+use super::settings::RouteRef;
 use super::worker::Worker;
 use crate::hub::ConnId;
 use crate::origin::client::{self as origin, FullResponse, OriginError};
-use crate::proto::http1::{self, RequestHead, header_value};
+use crate::proto::http1::{EncodeError, HeadWriter, RequestHead, header_value};
+use crate::routes::Route;
 
 /// Largest body a next-link answer may have.
 const BODY_BYTES_MAX: usize = 1_000_000;
@@ -25,8 +28,12 @@ pub type InFlight = Rc<RefCell<Option<Result<FullResponse, FetchError>>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("no route for {0}")]
-    NoRoute(Url),
+    /// The link leads somewhere other than the origin of the route the request took.
+    #[error("link to {0} is outside the route the request took")]
+    OutsideRoute(String),
+    /// The request head could not be encoded (nothing was sent).
+    #[error("next-link request not sent: {0}")]
+    Head(#[from] EncodeError),
     #[error(transparent)]
     Origin(#[from] OriginError),
 }
@@ -38,15 +45,81 @@ impl FetchError {
     }
 }
 
-/// The URL a client request was made to (`http://<Host><target>`), the base for relative links.
-pub fn request_url(head: &RequestHead) -> Option<Url> {
+/// The URL a client request was made to (`http[s]://<Host><target>`), the base for relative
+/// links.
+pub fn request_url(head: &RequestHead, tls: bool) -> Option<Url> {
     let host = header_value(&head.headers, "host").and_then(|h| std::str::from_utf8(h).ok())?;
-    Url::parse(&format!("http://{host}{}", head.target)).ok()
+    let scheme = if tls { "https" } else { "http" };
+    Url::parse(&format!("{scheme}://{host}{}", head.target)).ok()
 }
 
 /// Resolves a link relative to `base`.
 pub fn resolve(base: &Url, link: &str) -> Option<Url> {
     base.join(link).ok()
+}
+
+/// Where a hold's links may lead: the origin of the route its request took, reached either
+/// through the client-facing address (a relative link, or an absolute one with the request's own
+/// scheme, host and port) or at one of the route's targets directly. Nothing else: a link that
+/// would match another route must not make holdfast fetch that route's origin, signed with that
+/// route's key, and stream the answer to this route's client.
+#[derive(Clone)]
+pub struct LinkScope {
+    route: RouteRef,
+    /// Scheme, host and port of the client's request.
+    client: url::Origin,
+}
+
+/// How a link in scope names its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkPath {
+    /// As the client sees it: the route's path rewrite (`path_rem`, `replace_beg`) applies.
+    ClientFacing,
+    /// At one of the route's targets: the origin's own path, sent as it is.
+    OriginFacing,
+}
+
+impl LinkScope {
+    pub fn new(route: RouteRef, request_url: &Url) -> LinkScope {
+        LinkScope {
+            route,
+            client: request_url.origin(),
+        }
+    }
+
+    fn place(&self, link: &Url) -> Result<LinkPath, FetchError> {
+        if link.origin() == self.client {
+            return Ok(LinkPath::ClientFacing);
+        }
+        if is_target_of(self.route.route(), link) {
+            return Ok(LinkPath::OriginFacing);
+        }
+        Err(FetchError::OutsideRoute(shown(link)))
+    }
+}
+
+/// Whether `link` has the scheme, host and port of one of the route's targets.
+fn is_target_of(route: &Route, link: &Url) -> bool {
+    let Some(host) = link.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    route.targets.iter().any(|t| {
+        let scheme = if t.ssl { "https" } else { "http" };
+        link.scheme() == scheme
+            && t.host.eq_ignore_ascii_case(host)
+            && link.port_or_known_default() == Some(t.port)
+    })
+}
+
+/// A link for a log line: scheme, host, port and path; the query (which may hold tokens) left out.
+fn shown(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
 }
 
 fn host_port(url: &Url) -> Option<String> {
@@ -64,51 +137,58 @@ fn path_and_query(url: &Url) -> String {
     }
 }
 
-/// The request for `url`, or None when no route leads there.
+/// The request for `url` to the scope's route, with the Host header it carries.
 fn build(
-    w: &Worker,
+    scope: &LinkScope,
     method: &str,
     url: &Url,
     grip_last: &[(String, String)],
-) -> Option<(usize, Vec<u8>, Vec<u8>)> {
-    let host = host_port(url)?;
+) -> Result<(Vec<u8>, Vec<u8>), FetchError> {
+    let place = scope.place(url)?;
+    let link_host = host_port(url).ok_or_else(|| FetchError::OutsideRoute(shown(url)))?;
+    let route = scope.route.route();
     let target = path_and_query(url);
-    let route_index = w
-        .settings()
-        .routes
-        .find(&host, &target, url.scheme() == "https", false)?;
-    let settings = w.settings();
-    let route = settings.routes.route(route_index);
-    let mut out = Vec::with_capacity(512);
-    let path = route.origin_path(&target);
-    out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\n").as_bytes());
-    let host_header = route.as_host.as_deref().unwrap_or(&host);
-    http1::encode_header(&mut out, "Host", host_header.as_bytes());
-    for (channel, last_id) in grip_last {
-        let value = format!("{channel}; last-id={last_id}");
-        http1::encode_header(&mut out, "Grip-Last", value.as_bytes());
-    }
-    if let Some(token) = w
-        .settings()
-        .signers
-        .for_route(route_index)
-        .and_then(|s| s.token())
-    {
-        http1::encode_header(&mut out, "Grip-Sig", token.as_bytes());
+    let path = match place {
+        LinkPath::ClientFacing => route.origin_path(&target),
+        LinkPath::OriginFacing => target,
+    };
+    let host_header = route.as_host.as_deref().unwrap_or(&link_host);
+    let mut out = HeadWriter::request(method, &path, 512);
+    out.header("Host", host_header.as_bytes());
+    super::proxy::add_grip_last(&mut out, grip_last);
+    if let Some(token) = scope.route.signer().and_then(|s| s.token()) {
+        out.header("Grip-Sig", token.as_bytes());
         let features = super::proxy::GRIP_FEATURES.as_bytes();
-        http1::encode_header(&mut out, "Grip-Feature", features);
+        out.header("Grip-Feature", features);
     }
     if method == "POST" {
-        http1::encode_header(&mut out, "Content-Length", b"0");
+        out.header("Content-Length", b"0");
     }
-    out.extend_from_slice(b"\r\n");
-    Some((route_index, host_header.as_bytes().to_vec(), out))
+    Ok((host_header.as_bytes().to_vec(), out.finish()?))
+}
+
+/// Sends `method url` to the scope's origin and reads the answer (bounded).
+async fn fetch(
+    w: &Worker,
+    scope: &LinkScope,
+    method: &str,
+    url: &Url,
+    grip_last: &[(String, String)],
+) -> Result<FullResponse, FetchError> {
+    let (host, request) = build(scope, method, url, grip_last).inspect_err(|e| {
+        if matches!(e, FetchError::Head(_)) {
+            crate::metrics::WorkerMetrics::inc(&w.metrics.heads_refused);
+        }
+    })?;
+    let route = &scope.route;
+    Ok(origin::fetch(w, route, Some(&host), method, request, BODY_BYTES_MAX).await?)
 }
 
 /// Starts fetching `url` for connection `id`; the result lands in the returned slot.
 pub fn spawn_fetch(
     w: &Rc<Worker>,
     id: ConnId,
+    scope: LinkScope,
     url: Url,
     grip_last: Vec<(String, String)>,
 ) -> InFlight {
@@ -116,14 +196,7 @@ pub fn spawn_fetch(
     let result = slot.clone();
     let w = w.clone();
     monoio::spawn(async move {
-        let outcome = match build(&w, "GET", &url, &grip_last) {
-            Some((route, host, request)) => {
-                origin::fetch(&w, route, Some(&host), "GET", request, BODY_BYTES_MAX)
-                    .await
-                    .map_err(FetchError::from)
-            }
-            None => Err(FetchError::NoRoute(url)),
-        };
+        let outcome = fetch(&w, &scope, "GET", &url, &grip_last).await;
         *result.borrow_mut() = Some(outcome);
         w.conns.borrow_mut().notify(id, ev::ORIGIN);
     });
@@ -131,16 +204,11 @@ pub fn spawn_fetch(
 }
 
 /// Tells the origin the client went away (`Grip-Link: <url>; rel=gone`), without waiting.
-pub fn spawn_gone(w: &Rc<Worker>, url: Url) {
+pub fn spawn_gone(w: &Rc<Worker>, scope: LinkScope, url: Url) {
     let w = w.clone();
     monoio::spawn(async move {
-        let Some((route, host, request)) = build(&w, "POST", &url, &[]) else {
-            tracing::info!("gone link {url}: no route");
-            return;
-        };
-        if let Err(e) = origin::fetch(&w, route, Some(&host), "POST", request, BODY_BYTES_MAX).await
-        {
-            tracing::info!("gone link {url}: {e}");
+        if let Err(e) = fetch(&w, &scope, "POST", &url, &[]).await {
+            tracing::info!("gone link {}: {e}", shown(&url));
         }
     });
 }

@@ -3,11 +3,14 @@
 //! the request path costs no atomic operation; a request takes the snapshot current when it
 //! starts, so a reload never changes a request half-way.
 
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::origin::sign::Signers;
+use crate::origin::sign::{Signer, Signers};
 use crate::origin::targets::RoutePlan;
+use crate::routes::Route;
 use crate::tls::OriginTls;
 
 /// The reloadable settings, as the main thread builds and sends them.
@@ -39,6 +42,59 @@ impl WorkerSettings {
             tls: s.tls.clone(),
             origin_tls: s.origin_tls.clone(),
         }
+    }
+}
+
+/// One route of one settings snapshot. A request, a hold and a WebSocket session keep this across
+/// awaits rather than an index into the current table: a reload that reorders or shrinks the
+/// routes can then neither pull the route from under them nor make them sign for, or talk to,
+/// another route's origin.
+#[derive(Clone)]
+pub struct RouteRef {
+    settings: Rc<WorkerSettings>,
+    index: usize,
+}
+
+impl RouteRef {
+    /// Route `index` of `settings`; None when there is no such route.
+    pub fn new(settings: Rc<WorkerSettings>, index: usize) -> Option<RouteRef> {
+        (index < settings.routes.table.routes.len()).then_some(RouteRef { settings, index })
+    }
+
+    pub fn route(&self) -> &Route {
+        self.settings.routes.route(self.index)
+    }
+
+    /// The snapshot this route belongs to (its config and TLS clients go with it).
+    pub fn settings(&self) -> &WorkerSettings {
+        &self.settings
+    }
+
+    /// Addresses of target `t`.
+    pub fn addrs(&self, t: usize) -> &[SocketAddr] {
+        &self.settings.routes.addrs[self.index][t]
+    }
+
+    pub fn target_count(&self) -> usize {
+        self.settings.routes.addrs[self.index].len()
+    }
+
+    /// The route's Grip-Sig signer, if signing is configured.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.settings.signers.for_route(self.index)
+    }
+
+    /// The first route of a routes text, with the default config: for unit tests.
+    #[cfg(test)]
+    pub fn for_tests(routes: &str) -> RouteRef {
+        let table = crate::routes::RouteTable::parse(routes).expect("test routes parse");
+        let settings = Settings {
+            config: Config::default(),
+            routes: RoutePlan::resolve(table).expect("test routes resolve"),
+            tls: None,
+            origin_tls: None,
+        };
+        RouteRef::new(Rc::new(WorkerSettings::new(&settings)), 0).expect("a route")
     }
 }
 

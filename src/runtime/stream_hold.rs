@@ -11,11 +11,11 @@
 use bytes::Bytes;
 use url::Url;
 
-use super::client::{ClientConn, Outcome, Read, Wake};
+use super::client::{ClientConn, ClientError, Outcome, Read, Wake};
 use super::conns::{Recovery, Sink, ev};
 use super::fanout;
 use super::hold::{HeldRequest, HoldSpec, frame, queue_own, stream_head};
-use super::next_link::{self, FetchError, InFlight};
+use super::next_link::{self, FetchError, InFlight, LinkScope};
 use crate::origin::client::FullResponse;
 use crate::proto::filter::Filter;
 use crate::proto::grip::{self, GripLimits, HoldMode, Instruct, KeepAlive, KeepAliveMode};
@@ -72,6 +72,8 @@ struct Links {
     /// When the next link is fetched if nothing else triggers it first.
     due_ms: Option<u64>,
     gone: Option<Url>,
+    /// The route of the original request: links are fetched from its origin only.
+    scope: LinkScope,
     channel_prefix: String,
     inflight: Option<InFlight>,
     retries: u32,
@@ -96,7 +98,18 @@ pub fn hold_stream(
         let keep_alive = {
             let w = &conn.w;
             let id = conn.id;
-            let mut first = stream_head(&spec, chunked);
+            // The head was checked when the hold was planned (hold::check_head); should it fail
+            // now, nothing has been sent yet and the client gets a clean 502.
+            let mut first = match stream_head(&spec, chunked) {
+                Ok(head) => head,
+                Err(e) => {
+                    tracing::warn!(peer = %conn.peer, "held stream head refused: {e}");
+                    let refusal = ClientError::new(502, "Invalid response for a held request");
+                    // Boxed: a refusal is rare, and inline it would grow every held stream.
+                    Box::pin(conn.send_error(&refusal)).await;
+                    return Outcome::Close;
+                }
+            };
             if chunked {
                 http1::encode_chunk(&mut first, &spec.body);
             } else {
@@ -141,6 +154,7 @@ fn links_of(conn: &ClientConn, spec: &HoldSpec) -> Option<Box<Links>> {
         return None;
     }
     let base = spec.base_url.clone()?;
+    let scope = LinkScope::new(spec.route.clone(), &base);
     let timeout = spec.next_link.as_ref().and_then(|(_, t)| *t);
     let next_timeout_ms = u64::from(timeout.unwrap_or(NEXT_LINK_TIMEOUT_SECS)) * 1000;
     let next = spec.next_link.as_ref().map(|(u, _)| u.clone());
@@ -150,6 +164,7 @@ fn links_of(conn: &ClientConn, spec: &HoldSpec) -> Option<Box<Links>> {
         next,
         next_timeout_ms,
         gone: spec.gone_link.clone(),
+        scope,
         channel_prefix: spec.channel_prefix.clone(),
         inflight: None,
         retries: 0,
@@ -313,8 +328,10 @@ fn before_wait(
 
 /// The client went away: tell the origin if it asked (`rel=gone`).
 fn left(conn: &ClientConn, links: &Option<Box<Links>>) -> Outcome {
-    if let Some(url) = links.as_ref().and_then(|l| l.gone.clone()) {
-        next_link::spawn_gone(&conn.w, url);
+    if let Some(l) = links.as_deref()
+        && let Some(url) = l.gone.clone()
+    {
+        next_link::spawn_gone(&conn.w, l.scope.clone(), url);
     }
     Outcome::Close
 }
@@ -418,7 +435,10 @@ impl Links {
             slot.recovery.get_or_insert_with(Box::default).fetching = true;
         }
         let grip_last = self.grip_last(conn);
-        self.inflight = Some(next_link::spawn_fetch(&conn.w, conn.id, url, grip_last));
+        let scope = self.scope.clone();
+        self.inflight = Some(next_link::spawn_fetch(
+            &conn.w, conn.id, scope, url, grip_last,
+        ));
     }
 
     /// `Grip-Last` values: each tracked channel (as the origin names it) with its last id.
@@ -448,7 +468,7 @@ impl Links {
         match result {
             Ok(resp) if (200..300).contains(&resp.code) => self.apply(conn, resp, chunked),
             Ok(resp) => self.failed(conn, &format!("next link answered {}", resp.code)),
-            Err(e @ FetchError::NoRoute(_)) => {
+            Err(e @ (FetchError::OutsideRoute(_) | FetchError::Head(_))) => {
                 tracing::warn!("next link: {e}");
                 false
             }

@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 
 use super::client::{ClientConn, ClientError, Outcome};
 use super::proxy::Step;
+use super::settings::RouteRef;
 use super::wsoh::{self, WsohSession};
+use crate::metrics::WorkerMetrics;
 use crate::origin::wsoh::{self as origin_wsoh, RequestTemplate};
-use crate::proto::http1::{self, RequestHead, Version};
+use crate::proto::http1::{self, HeadWriter, RequestHead, Version};
 use crate::proto::ws;
 use crate::proto::wsoh::{self as codec, Event};
 
@@ -40,8 +42,8 @@ fn header_pairs(head: &RequestHead) -> impl Iterator<Item = (&str, &[u8])> + Clo
         .map(|h| (h.name.as_str(), h.value.as_slice()))
 }
 
-/// Handles an upgrade request for route `route_index` up to the 101 (or a refusal).
-pub async fn open(conn: &mut ClientConn, head: RequestHead, route_index: usize) -> Step {
+/// Handles an upgrade request for `route` up to the 101 (or a refusal).
+pub async fn open(conn: &mut ClientConn, head: RequestHead, route: RouteRef) -> Step {
     let handshake = match ws::validate_handshake(
         &head.method,
         head.version == Version::Http11,
@@ -62,12 +64,10 @@ pub async fn open(conn: &mut ClientConn, head: RequestHead, route_index: usize) 
             return Step::Done(Outcome::Close);
         }
     };
-    let settings = conn.w.settings();
-    let route = settings.routes.route(route_index);
-    if !route.targets.iter().any(|t| t.over_http) {
-        return super::ws_passthrough::open(conn, &head, route_index, &handshake.key).await;
+    if !route.route().targets.iter().any(|t| t.over_http) {
+        return super::ws_passthrough::open(conn, &head, route, &handshake.key).await;
     }
-    open_over_http(conn, &head, route_index, &handshake.key).await
+    open_over_http(conn, &head, route, &handshake.key).await
 }
 
 /// Headers of the origin's OPEN answer that the client's 101 carries (as Pushpin: all but the
@@ -97,33 +97,39 @@ fn connection_id(peer: SocketAddr) -> String {
 async fn open_over_http(
     conn: &mut ClientConn,
     head: &RequestHead,
-    route_index: usize,
+    route: RouteRef,
     key: &str,
 ) -> Step {
     let w = conn.w.clone();
-    let template = RequestTemplate::new(
-        &w,
-        head,
-        route_index,
-        conn.peer,
-        conn.tls,
-        &connection_id(conn.peer),
-    );
-    let request = template.build(&w, &[Event::Open], &[]);
-    let reply = match origin_wsoh::exchange(w.clone(), route_index, template.host(), request).await
-    {
-        Ok(r) => r,
+    let built = RequestTemplate::new(head, route, conn.peer, conn.tls, &connection_id(conn.peer))
+        .and_then(|template| {
+            let request = template.build(&[Event::Open], &[])?;
+            Ok((template, request))
+        });
+    let (template, request) = match built {
+        Ok(built) => built,
         Err(e) => {
-            tracing::warn!(peer = %conn.peer, "websocket open: {e}");
-            let msg = if e.status() == 504 {
-                "Timed out waiting for the origin"
-            } else {
-                "Error while proxying to origin"
-            };
-            conn.send_error(&ClientError::new(e.status(), msg)).await;
+            WorkerMetrics::inc(&w.metrics.heads_refused);
+            tracing::warn!(peer = %conn.peer, "websocket open: request not sent: {e}");
+            conn.send_error(&ClientError::new(502, "Error while proxying to origin"))
+                .await;
             return Step::Done(Outcome::Close);
         }
     };
+    let reply =
+        match origin_wsoh::exchange(w.clone(), template.route(), template.host(), request).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(peer = %conn.peer, "websocket open: {e}");
+                let msg = if e.status() == 504 {
+                    "Timed out waiting for the origin"
+                } else {
+                    "Error while proxying to origin"
+                };
+                conn.send_error(&ClientError::new(e.status(), msg)).await;
+                return Step::Done(Outcome::Close);
+            }
+        };
     if !origin_wsoh::is_events(&reply) {
         return refuse_with_origin_answer(conn, &reply).await;
     }
@@ -145,7 +151,16 @@ async fn open_over_http(
         .filter(|h| passes_to_101(&h.name))
         .map(|h| (h.name.as_str(), h.value.as_slice()))
         .collect();
-    let resp101 = ws::response_101(&ws::accept_key(key), protocol, &passed);
+    let resp101 = match ws::response_101(&ws::accept_key(key), protocol, &passed) {
+        Ok(head) => head,
+        Err(e) => {
+            WorkerMetrics::inc(&w.metrics.heads_refused);
+            tracing::warn!(peer = %conn.peer, "websocket open: origin's headers refused: {e}");
+            conn.send_error(&ClientError::new(502, "Invalid response from origin"))
+                .await;
+            return Step::Done(Outcome::Close);
+        }
+    };
     if conn.write(resp101).await.is_err() {
         return Step::Done(Outcome::Close);
     }
@@ -156,23 +171,27 @@ async fn open_over_http(
 /// The origin refused the WebSocket: the client gets its status, headers and body.
 async fn refuse_with_origin_answer(conn: &mut ClientConn, reply: &origin_wsoh::Reply) -> Step {
     tracing::info!(code = reply.code, "websocket open refused by origin");
-    let mut out = Vec::with_capacity(256 + reply.body.len());
-    http1::encode_status_line(&mut out, Version::Http11, reply.code, &reply.reason);
+    let body = &reply.body[..reply.body.len().min(100_000)];
+    let mut out = HeadWriter::response(Version::Http11, reply.code, &reply.reason, 256);
     for h in &reply.headers {
         let hop = http1::is_hop_by_hop(&h.name) || h.name.eq_ignore_ascii_case("content-length");
         if !hop && !crate::proto::grip::is_grip_header(&h.name) {
-            http1::encode_header(&mut out, &h.name, &h.value);
+            out.header(&h.name, &h.value);
         }
     }
-    let body = &reply.body[..reply.body.len().min(100_000)];
-    http1::encode_header(
-        &mut out,
-        "Content-Length",
-        body.len().to_string().as_bytes(),
-    );
-    http1::encode_header(&mut out, "Connection", b"close");
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    let _ = conn.write(out).await;
+    out.header("Content-Length", body.len().to_string().as_bytes());
+    out.header("Connection", b"close");
+    match out.finish() {
+        Ok(mut out) => {
+            out.extend_from_slice(body);
+            let _ = conn.write(out).await;
+        }
+        Err(e) => {
+            WorkerMetrics::inc(&conn.w.metrics.heads_refused);
+            tracing::warn!(peer = %conn.peer, "websocket refusal from origin refused: {e}");
+            conn.send_error(&ClientError::new(502, "Invalid response from origin"))
+                .await;
+        }
+    }
     Step::Done(Outcome::Close)
 }

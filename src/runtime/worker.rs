@@ -108,6 +108,20 @@ impl Worker {
         self.settings.borrow().clone()
     }
 
+    /// The route for a request in the settings current now; the caller keeps the route (and
+    /// with it that snapshot) for as long as it needs it.
+    pub fn find_route(
+        &self,
+        host: &str,
+        target: &str,
+        tls: bool,
+        is_ws: bool,
+    ) -> Option<super::settings::RouteRef> {
+        let settings = self.settings();
+        let index = settings.routes.find(host, target, tls, is_ws)?;
+        super::settings::RouteRef::new(settings, index)
+    }
+
     /// Takes new settings (SIGHUP): requests already running keep the ones they started with.
     fn reload(&self, settings: &Settings) {
         *self.settings.borrow_mut() = Rc::new(WorkerSettings::new(settings));

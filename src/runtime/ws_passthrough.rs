@@ -11,11 +11,14 @@ use super::client::{ClientConn, ClientError, Outcome, Read};
 use super::conns::{Sink, ev};
 use super::grip_ws::{GripWs, queue_close, queue_frame};
 use super::proxy::{GRIP_FEATURES, Step};
+use super::settings::RouteRef;
 use super::websocket::WsSession;
 use super::ws_guard::ClientGuard;
+use crate::metrics::WorkerMetrics;
 use crate::origin::client::{self as origin, OriginResponse};
 use crate::origin::stream::OriginStream;
-use crate::proto::http1::{self, RequestHead, Version, header_value};
+use crate::proto::grip;
+use crate::proto::http1::{self, EncodeError, HeadWriter, RequestHead, Version, header_value};
 use crate::proto::ws::{self, Message, Opcode};
 use crate::proto::wsoh;
 
@@ -49,77 +52,64 @@ fn dropped(name: &str) -> bool {
         "x-forwarded-proto",
         "content-length",
     ];
-    let lower = name.to_ascii_lowercase();
-    (http1::is_hop_by_hop(&lower) && lower != "upgrade")
-        || DROPPED.contains(&lower.as_str())
-        || lower.starts_with("grip-")
+    (http1::is_hop_by_hop(name) && !name.eq_ignore_ascii_case("upgrade"))
+        || DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d))
+        || grip::is_proxy_only_request_header(name)
 }
 
 fn upgrade_request(
     conn: &ClientConn,
     head: &RequestHead,
-    route_index: usize,
+    route: &RouteRef,
     host: Option<&[u8]>,
-) -> Vec<u8> {
-    let w = &conn.w;
-    let settings = w.settings();
-    let route = settings.routes.route(route_index);
-    let mut out = Vec::with_capacity(1024);
-    out.extend_from_slice(
-        format!("GET {} HTTP/1.1\r\n", route.origin_path(&head.target)).as_bytes(),
-    );
+) -> Result<Vec<u8>, EncodeError> {
+    let r = route.route();
+    let cfg = &route.settings().config.origin;
+    let mut out = HeadWriter::request("GET", &r.origin_path(&head.target), 1024);
     if let Some(host) = host.or_else(|| header_value(&head.headers, "host")) {
-        http1::encode_header(&mut out, "Host", host);
+        out.header("Host", host);
     }
-    http1::encode_header(&mut out, "Connection", b"Upgrade");
+    out.header("Connection", b"Upgrade");
     for h in head.headers.iter().filter(|h| !dropped(&h.name)) {
-        http1::encode_header(&mut out, &h.name, &h.value);
+        out.header(&h.name, &h.value);
     }
-    if w.settings().config.origin.x_forwarded_for {
-        http1::encode_header(
-            &mut out,
-            "X-Forwarded-For",
-            conn.peer.ip().to_string().as_bytes(),
-        );
+    if cfg.x_forwarded_for {
+        out.header("X-Forwarded-For", conn.peer.ip().to_string().as_bytes());
     }
-    if w.settings().config.origin.x_forwarded_proto {
+    if cfg.x_forwarded_proto {
         let proto = if conn.tls { &b"https"[..] } else { b"http" };
-        http1::encode_header(&mut out, "X-Forwarded-Proto", proto);
+        out.header("X-Forwarded-Proto", proto);
     }
-    if !route.no_grip {
-        http1::encode_header(&mut out, "Sec-WebSocket-Extensions", b"grip");
+    if !r.no_grip {
+        out.header("Sec-WebSocket-Extensions", b"grip");
     }
-    if let Some(token) = w
-        .settings()
-        .signers
-        .for_route(route_index)
-        .and_then(|s| s.token())
-    {
-        http1::encode_header(&mut out, "Grip-Sig", token.as_bytes());
-        http1::encode_header(&mut out, "Grip-Feature", GRIP_FEATURES.as_bytes());
+    if let Some(token) = route.signer().and_then(|s| s.token()) {
+        out.header("Grip-Sig", token.as_bytes());
+        out.header("Grip-Feature", GRIP_FEATURES.as_bytes());
     }
-    out.extend_from_slice(b"\r\n");
-    out
+    out.finish()
 }
 
 async fn connect(
     conn: &ClientConn,
     head: &RequestHead,
-    route_index: usize,
+    route: &RouteRef,
 ) -> Result<OriginResponse, origin::OriginError> {
     let w = &conn.w;
-    let settings = w.settings();
-    let route = settings.routes.route(route_index);
     let mut last = None;
-    for (t, target) in route.targets.iter().enumerate() {
+    for (t, target) in route.route().targets.iter().enumerate() {
         let host = route
+            .route()
             .as_host
             .as_deref()
             .or(target.host_header.as_deref())
             .map(str::as_bytes);
-        let request = upgrade_request(conn, head, route_index, host);
+        let request = upgrade_request(conn, head, route, host).map_err(|e| {
+            WorkerMetrics::inc(&w.metrics.heads_refused);
+            origin::OriginError::RequestHead(e)
+        })?;
         let tls_host = host.or_else(|| header_value(&head.headers, "host"));
-        let dest = match origin::dest(&settings, route_index, t, tls_host) {
+        let dest = match origin::dest(route, t, tls_host) {
             Ok(d) => d,
             Err(e) => {
                 last = Some(e);
@@ -136,14 +126,9 @@ async fn connect(
 }
 
 /// Opens the origin's WebSocket and answers the client's handshake with its result.
-pub async fn open(
-    conn: &mut ClientConn,
-    head: &RequestHead,
-    route_index: usize,
-    key: &str,
-) -> Step {
+pub async fn open(conn: &mut ClientConn, head: &RequestHead, route: RouteRef, key: &str) -> Step {
     let w = conn.w.clone();
-    let mut resp = match connect(conn, head, route_index).await {
+    let mut resp = match connect(conn, head, &route).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(peer = %conn.peer, "websocket passthrough: {e}");
@@ -165,8 +150,7 @@ pub async fn open(
             .await;
         return Step::Done(Outcome::Close);
     }
-    let settings = w.settings();
-    let route = settings.routes.route(route_index);
+    let r = route.route();
     let extensions: Vec<&[u8]> = resp
         .head
         .headers
@@ -174,25 +158,31 @@ pub async fn open(
         .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
         .map(|h| h.value.as_slice())
         .collect();
-    let prefix = if route.no_grip {
+    let prefix = if r.no_grip {
         None
     } else {
         wsoh::grip_extension(&extensions)
     };
     let protocol = header_value(&resp.head.headers, "sec-websocket-protocol")
         .and_then(|v| std::str::from_utf8(v).ok());
-    if conn
-        .write(ws::response_101(&accept, protocol, &[]))
-        .await
-        .is_err()
-    {
+    let resp101 = match ws::response_101(&accept, protocol, &[]) {
+        Ok(head) => head,
+        Err(e) => {
+            WorkerMetrics::inc(&w.metrics.heads_refused);
+            tracing::warn!(peer = %conn.peer, "websocket passthrough: origin's 101 refused: {e}");
+            conn.send_error(&ClientError::new(502, "Invalid response from origin"))
+                .await;
+            return Step::Done(Outcome::Close);
+        }
+    };
+    if conn.write(resp101).await.is_err() {
         return Step::Done(Outcome::Close);
     }
     let limits = |require_mask| ws::SessionLimits {
-        message_bytes_max: w.settings().config.websocket.message_bytes_max,
+        message_bytes_max: route.settings().config.websocket.message_bytes_max,
         require_mask,
     };
-    let grip = GripWs::new(prefix, route.prefix.clone());
+    let grip = GripWs::new(prefix, r.prefix.clone());
     resp.buf.shrink_to_fit();
     let (origin, origin_buf) = resp.into_upgraded();
     let session = PassSession {
@@ -216,20 +206,24 @@ async fn refuse(conn: &mut ClientConn, mut resp: OriginResponse) -> Step {
         .unwrap_or_default();
     let head = resp.head.clone();
     resp.finish(&conn.w, false);
-    let mut out = Vec::with_capacity(256 + body.len());
-    http1::encode_status_line(&mut out, Version::Http11, head.code, &head.reason);
+    let mut out = HeadWriter::response(Version::Http11, head.code, &head.reason, 256);
     for (name, value) in super::proxy::client_visible(&head.headers, true) {
-        http1::encode_header(&mut out, &name, &value);
+        out.header(&name, &value);
     }
-    http1::encode_header(
-        &mut out,
-        "Content-Length",
-        body.len().to_string().as_bytes(),
-    );
-    http1::encode_header(&mut out, "Connection", b"close");
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&body);
-    let _ = conn.write(out).await;
+    out.header("Content-Length", body.len().to_string().as_bytes());
+    out.header("Connection", b"close");
+    match out.finish() {
+        Ok(mut out) => {
+            out.extend_from_slice(&body);
+            let _ = conn.write(out).await;
+        }
+        Err(e) => {
+            WorkerMetrics::inc(&conn.w.metrics.heads_refused);
+            tracing::warn!(peer = %conn.peer, "websocket passthrough refusal refused: {e}");
+            conn.send_error(&ClientError::new(502, "Invalid response from origin"))
+                .await;
+        }
+    }
     Step::Done(Outcome::Close)
 }
 

@@ -69,8 +69,8 @@ impl WsohSession {
     /// A session whose OPEN exchange succeeded with `reply` (events after OPEN in `rest`).
     pub fn new(w: &Worker, template: RequestTemplate, reply: &Reply, rest: Vec<Event>) -> Self {
         let cfg = &w.settings().config.websocket;
-        let settings = w.settings();
-        let route = settings.routes.route(template.route_index());
+        let route_ref = template.route();
+        let route = route_ref.route();
         let extensions: Vec<&[u8]> = reply
             .headers
             .iter()
@@ -424,14 +424,20 @@ impl WsohSession {
             self.refresh = false;
             self.batch.clear();
         }
-        let request = self.template.build(&w, &self.batch, &self.grip.meta);
+        let request = match self.template.build(&self.batch, &self.grip.meta) {
+            Ok(request) => request,
+            Err(e) => {
+                crate::metrics::WorkerMetrics::inc(&w.metrics.heads_refused);
+                return self.on_origin_error(conn, OriginError::RequestHead(e));
+            }
+        };
         let slot: InFlight = Rc::new(RefCell::new(None));
         self.inflight = Some(slot.clone());
-        let route_index = self.template.route_index();
+        let route = self.template.route();
         let host = self.template.host();
         let id = conn.id;
         monoio::spawn(async move {
-            let result = origin_wsoh::exchange(w.clone(), route_index, host, request).await;
+            let result = origin_wsoh::exchange(w.clone(), route, host, request).await;
             *slot.borrow_mut() = Some(result);
             w.conns.borrow_mut().notify(id, ev::ORIGIN);
         });
