@@ -210,6 +210,15 @@ pub struct GripConfig {
     pub channels_max: usize,
     /// Long-poll hold timeout when the origin gives none, in seconds.
     pub hold_timeout_default_secs: u32,
+    /// Longest channel name (and subscription meta name), in bytes, from any source: publish
+    /// API, GRIP headers and JSON, WebSocket control messages, cluster peers. Past it: 400 to a
+    /// publisher, 502 to a client whose origin sent it.
+    pub channel_bytes_max: usize,
+    /// Longest item `id` / `prev-id`, in bytes (they travel in `Grip-Last` headers).
+    pub id_bytes_max: usize,
+    /// Longest subscription meta value, in bytes (`Grip-Set-Meta`, WebSocket `set-meta`,
+    /// `Set-Meta-*`; sent back to the origin as `Meta-*` headers).
+    pub meta_value_bytes_max: usize,
 }
 
 impl Default for GripConfig {
@@ -219,6 +228,9 @@ impl Default for GripConfig {
             sig_key: None,
             channels_max: 20,
             hold_timeout_default_secs: 55,
+            channel_bytes_max: 512,
+            id_bytes_max: 512,
+            meta_value_bytes_max: 1024,
         }
     }
 }

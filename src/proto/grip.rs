@@ -34,6 +34,9 @@ mod grip_params;
 
 use serde_json::{Map, Value};
 
+use super::http1::{is_field_value, is_token};
+use super::names::{self, NameError, NameLimits};
+
 use grip_params::{
     check_filters, decode_base64_lenient, quote, secs_in_range, trim, unknown_mode, upsert,
 };
@@ -157,12 +160,15 @@ pub struct GripLimits {
     /// Most channels kept per connection; extra ones are dropped, as Pushpin does with its
     /// `connection_subscription_max` (default [`DEFAULT_CHANNELS_MAX`]).
     pub channels_max: usize,
+    /// Channel names, prev-ids and meta: bounded, no control characters, meta names tokens.
+    pub names: NameLimits,
 }
 
 impl Default for GripLimits {
     fn default() -> Self {
         Self {
             channels_max: DEFAULT_CHANNELS_MAX,
+            names: NameLimits::default(),
         }
     }
 }
@@ -212,9 +218,19 @@ pub enum GripError {
     /// A `Grip-Link` value that is not `<URL>` with a visible-ASCII URL.
     #[error("Grip-Link: invalid link {value}")]
     BadLink { value: String },
-    /// A JSON response header whose name is not a token or whose value has CR, LF or NUL.
+    /// A JSON response header whose name is not a token or whose value has a control character.
     #[error("{field}: invalid header {value}")]
     BadHeader { field: String, value: String },
+    /// A status reason with a control character (it would split the client's response).
+    #[error("{field}: reason must not contain control characters")]
+    BadReason { field: &'static str },
+    /// A channel name, prev-id or meta name or value that breaks the identifier rules.
+    #[error("{field}: {value} {error}")]
+    BadName {
+        field: String,
+        value: String,
+        error: NameError,
+    },
     /// The grip-instruct body is not JSON.
     #[error("application/grip-instruct: invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -313,7 +329,20 @@ where
     for v in values(&grip, "Grip-Link") {
         grip_params::parse_links(v, &mut out)?;
     }
+    out.check_names(&limits.names)?;
+    if let Some(reason) = out.status.as_ref().and_then(|s| s.reason.as_deref()) {
+        check_reason("Grip-Status", reason)?;
+    }
     Ok(out)
+}
+
+/// A reason phrase the client's status line can carry (the publish API's rule).
+fn check_reason(field: &'static str, reason: &str) -> Result<(), GripError> {
+    if is_field_value(reason.as_bytes()) {
+        Ok(())
+    } else {
+        Err(GripError::BadReason { field })
+    }
 }
 
 /// Instructions from an `application/grip-instruct` JSON body.
@@ -334,6 +363,7 @@ pub fn from_json(body: &[u8], limits: &GripLimits) -> Result<Instruct, GripError
     }
     let response = get(root, "", "response", OBJ, Value::as_object)?;
     out.response = Some(response.map(json_response).transpose()?.unwrap_or_default());
+    out.check_names(&limits.names)?;
     Ok(out)
 }
 
@@ -440,6 +470,9 @@ fn json_response(r: &JsonObj) -> Result<InstructResponse, GripError> {
         out.code = Some(code.ok_or_else(bad)?);
     }
     let reason = get(r, "response", "reason", STR, Value::as_str)?;
+    if let Some(reason) = reason {
+        check_reason("response.reason", reason)?;
+    }
     out.reason = reason.filter(|s| !s.is_empty()).map(str::to_owned);
     if let Some(h) = r.get("headers").filter(|v| !v.is_null()) {
         out.headers = json_headers(h)?;
@@ -483,9 +516,7 @@ fn json_headers(v: &Value) -> Result<Vec<(String, Vec<u8>)>, GripError> {
 /// A header name must be a token and a value free of CR, LF and NUL, or the client's response
 /// could be split (Pushpin does not check).
 fn check_header(field: &str, name: &str, value: &str) -> Result<(String, Vec<u8>), GripError> {
-    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
-    let name_ok = !name.is_empty() && name.as_bytes().iter().all(tchar);
-    if !name_ok || value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+    if !is_token(name) || !is_field_value(value.as_bytes()) {
         return Err(GripError::BadHeader {
             field: field.to_owned(),
             value: quote(format!("{name}: {value}").as_bytes()),
@@ -493,7 +524,6 @@ fn check_header(field: &str, name: &str, value: &str) -> Result<(String, Vec<u8>
     }
     Ok((name.to_owned(), value.as_bytes().to_vec()))
 }
-
 /// Field `key` of `obj` converted by `conv`; absent or `null` is `None`, a value `conv` rejects is
 /// a [`GripError::WrongType`] naming `parent.key`.
 fn get<'v, T>(
@@ -566,6 +596,27 @@ fn show_json(v: &Value) -> String {
 }
 
 impl Instruct {
+    /// Every channel name, prev-id and meta pair against the identifier rules (they later travel
+    /// in `Grip-Last` and `Meta-*` headers and name channels in every worker's table).
+    fn check_names(&self, limits: &NameLimits) -> Result<(), GripError> {
+        let bad = |field: &str, value: &str, error| GripError::BadName {
+            field: field.to_owned(),
+            value: quote(value.as_bytes()),
+            error,
+        };
+        for c in &self.channels {
+            names::check_channel(&c.name, limits).map_err(|e| bad("channel", &c.name, e))?;
+            if let Some(p) = &c.prev_id {
+                names::check_id(p, limits).map_err(|e| bad("channel prev-id", p, e))?;
+            }
+        }
+        for (k, v) in &self.meta {
+            names::check_meta_name(k, limits).map_err(|e| bad("meta name", k, e))?;
+            names::check_meta_value(v, limits).map_err(|e| bad("meta value", v, e))?;
+        }
+        Ok(())
+    }
+
     /// Combine header instructions (`self`) with those of a grip-instruct body, as Pushpin does
     /// when such a response also has `Grip-*` headers: the JSON hold mode, timeout and keep-alive
     /// win when given; channels are appended (then cut to `channels_max`); meta is merged, JSON
@@ -597,7 +648,10 @@ mod tests {
     }
 
     fn try_hdrs(list: &[(&str, &str)], channels_max: usize) -> Result<Instruct, GripError> {
-        let limits = GripLimits { channels_max };
+        let limits = GripLimits {
+            channels_max,
+            ..GripLimits::default()
+        };
         from_headers(list.iter().map(|(n, v)| (*n, v.as_bytes())), &limits)
     }
 
@@ -891,6 +945,43 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_that_would_split_a_header_are_refused() {
+        let e = err(try_hdrs(&[("Grip-Channel", "a; prev-id=\"1\\\u{7}\"")], 5));
+        assert!(e.contains("must not contain control characters"), "{e}");
+        let e = err(try_hdrs(&[("Grip-Set-Meta", "bad name=1")], 5));
+        assert!(e.contains("meta name"), "{e}");
+        let long = "c".repeat(513);
+        let e = err(try_hdrs(&[("Grip-Channel", long.as_str())], 5));
+        assert!(e.contains("is longer than 512 bytes"), "{e}");
+        let bodies = [
+            r#"{"hold":{"channels":[{"name":"a\r\nX-Evil: 1"}]}}"#,
+            r#"{"hold":{"channels":[{"name":"a","prev-id":"1\r\nGET /admin HTTP/1.1"}]}}"#,
+            r#"{"hold":{"channels":[],"meta":{"user":"x\r\nMeta-Admin: 1"}}}"#,
+            r#"{"hold":{"channels":[],"meta":{"us er":"x"}}}"#,
+        ];
+        for body in bodies {
+            assert!(
+                matches!(json(body), Err(GripError::BadName { .. })),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_that_would_split_the_status_line_are_refused() {
+        let e = err(json(
+            r#"{"response":{"code":200,"reason":"OK\r\nSet-Cookie: a=b"}}"#,
+        ));
+        assert_eq!(
+            e,
+            "response.reason: reason must not contain control characters"
+        );
+        let e = err(try_hdrs(&[("Grip-Status", "200 O\u{1}K")], 5));
+        assert_eq!(e, "Grip-Status: reason must not contain control characters");
+        assert!(json(r#"{"response":{"code":200,"reason":"Fine\tThanks"}}"#).is_ok());
+    }
+
+    #[test]
     fn json_response_body_bin_header_list_and_reason() {
         let body = r#"{"response":{"code":404,"reason":"Gone Fishing","headers":[["X-A","1"],["X-A","2"]],"body":"no","body-bin":"AAEC/w=="}}"#;
         let r = json(body).unwrap().response.unwrap();
@@ -967,7 +1058,14 @@ mod tests {
         let chans: Vec<String> = (0..30).map(|n| format!(r#"{{"name":"c{n}"}}"#)).collect();
         let body = format!(r#"{{"hold":{{"channels":[{}]}}}}"#, chans.join(","));
         assert_eq!(json(&body).unwrap().channels.len(), 20);
-        let i = from_json(body.as_bytes(), &GripLimits { channels_max: 3 }).unwrap();
+        let i = from_json(
+            body.as_bytes(),
+            &GripLimits {
+                channels_max: 3,
+                ..GripLimits::default()
+            },
+        )
+        .unwrap();
         assert_eq!(names(&i), ["c0", "c1", "c2"]);
     }
 
@@ -983,7 +1081,13 @@ mod tests {
             ("Grip-Link", "</n>; rel=next"),
         ]);
         let body = r#"{"hold":{"mode":"stream","channels":[{"name":"j1"},{"name":"j2"}],"meta":{"b":"3"}},"response":{"body":"x"}}"#;
-        i.merge_json(json(body).unwrap(), &GripLimits { channels_max: 2 });
+        i.merge_json(
+            json(body).unwrap(),
+            &GripLimits {
+                channels_max: 2,
+                ..GripLimits::default()
+            },
+        );
         assert_eq!((i.hold, i.timeout_secs), (Some(Stream), Some(30)));
         assert_eq!(names(&i), ["h1", "j1"]);
         assert_eq!(i.meta, pairs(&[("a", "1"), ("b", "3")]));

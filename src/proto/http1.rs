@@ -155,6 +155,11 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Parsed<RequestHea
         // RFC 9112 3.2: routes are chosen by Host, so two of them must not leave it ambiguous.
         return Err(Http1Error::Malformed("more than one Host header"));
     }
+    let (target, headers) = if target.contains("://") {
+        to_origin_form(&target, headers)?
+    } else {
+        (target, headers)
+    };
     let body = request_body_kind(&headers)?;
     let keep_alive = wants_keep_alive(version, &headers);
     let expect_continue =
@@ -169,6 +174,40 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Parsed<RequestHea
         expect_continue,
     };
     Ok(Parsed::Complete(head, len))
+}
+
+/// An absolute-form target (`GET http://host/path HTTP/1.1`) as origin-form, with its authority
+/// as the one Host header (RFC 9112 §3.2.2: the target's authority wins over any Host sent).
+/// Done here, before anything looks at the request, so routing (`path_beg`), the route's path
+/// rewrite and what the origin receives all see the same path and host as for any request.
+fn to_origin_form(
+    target: &str,
+    mut headers: Vec<Header>,
+) -> Result<(String, Vec<Header>), Http1Error> {
+    let url =
+        url::Url::parse(target).map_err(|_| Http1Error::Malformed("invalid request target"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Http1Error::Malformed(
+            "absolute-form target must be http or https",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Http1Error::Malformed("request target with user info"));
+    }
+    let host = url
+        .host_str()
+        .ok_or(Http1Error::Malformed("absolute-form target without a host"))?;
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let origin_form = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    headers.retain(|h| !h.name.eq_ignore_ascii_case("host"));
+    headers.push(Header::new("Host", authority.as_bytes()));
+    Ok((origin_form, headers))
 }
 
 /// Parses an origin response head. `request_method` decides whether a body follows (HEAD has none).

@@ -4,6 +4,7 @@
 pub mod filter;
 pub mod grip;
 pub mod http1;
+pub mod names;
 pub mod publish;
 pub mod ws;
 pub mod wsoh;

@@ -31,14 +31,15 @@ use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 use serde_json::{Map, Value};
 
 use super::http1::{is_field_value, is_forbidden_in_field, is_token};
+use super::names::{self, NameLimits};
 
 /// Limits applied while parsing a publish body. Every overflow is its own error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishLimits {
     /// Most items in one body. Default 1000.
     pub items_max: usize,
-    /// Longest channel name, in bytes. Default 512.
-    pub channel_bytes_max: usize,
+    /// Channel names, ids and prev-ids: bounded, no control characters.
+    pub names: NameLimits,
     /// Largest decoded `body` / `content` of one format, in bytes. Default 1 000 000 (Pushpin's
     /// default limit for the whole publish body, so any body Pushpin takes fits).
     pub content_bytes_max: usize,
@@ -48,7 +49,7 @@ impl Default for PublishLimits {
     fn default() -> Self {
         Self {
             items_max: 1000,
-            channel_bytes_max: 512,
+            names: NameLimits::default(),
             content_bytes_max: 1_000_000,
         }
     }
@@ -142,7 +143,7 @@ pub struct WsMessageFormat {
 /// One published item: a channel and the formats to deliver on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
-    /// Target channel; non-empty, at most `channel_bytes_max` bytes.
+    /// Target channel; non-empty, bounded, no control characters (`names`).
     pub channel: String,
     /// This item's id, for reliable delivery.
     pub id: Option<String>,
@@ -295,8 +296,8 @@ fn parse_item(value: &Value, limits: &PublishLimits) -> Res<Item> {
     let obj = Obj::new(map, String::new());
     let mut item = Item {
         channel: parse_channel(&obj, limits)?,
-        id: obj.str("id")?.map(str::to_owned),
-        prev_id: obj.str("prev-id")?.map(str::to_owned),
+        id: parse_id(&obj, "id", limits)?,
+        prev_id: parse_id(&obj, "prev-id", limits)?,
         no_seq: false,
         meta: Vec::new(),
         http_response: None,
@@ -322,14 +323,17 @@ fn parse_channel(obj: &Obj<'_>, limits: &PublishLimits) -> Res<String> {
     let Some(channel) = obj.str("channel")? else {
         return Err(obj.fail("channel", "is missing"));
     };
-    if channel.is_empty() {
-        return Err(obj.fail("channel", "must not be empty"));
-    }
-    if channel.len() > limits.channel_bytes_max {
-        let max = limits.channel_bytes_max;
-        return Err(obj.fail("channel", format_args!("is longer than {max} bytes")));
-    }
+    names::check_channel(channel, &limits.names).map_err(|e| obj.fail("channel", e))?;
     Ok(channel.to_owned())
+}
+
+/// `id` or `prev-id`: they become a channel's last id and travel in `Grip-Last` headers.
+fn parse_id(obj: &Obj<'_>, key: &str, limits: &PublishLimits) -> Res<Option<String>> {
+    let Some(id) = obj.str(key)? else {
+        return Ok(None);
+    };
+    names::check_id(id, &limits.names).map_err(|e| obj.fail(key, e))?;
+    Ok(Some(id.to_owned()))
 }
 
 fn parse_meta(obj: &Obj<'_>) -> Res<Vec<(String, String)>> {
@@ -873,7 +877,11 @@ mod tests {
         let (items_max, channel_bytes_max, content_bytes_max) = (2, 3, 4);
         let limits = PublishLimits {
             items_max,
-            channel_bytes_max,
+            names: NameLimits {
+                channel_bytes_max,
+                id_bytes_max: 5,
+                ..NameLimits::default()
+            },
             content_bytes_max,
         };
         let run = |items: &[(&str, &str)]| {
@@ -888,6 +896,30 @@ mod tests {
         assert_eq!(e, "Invalid format: too many items (3, limit 2)");
         let e = run(&[("abcd", r#"{"http-stream":{"content":"a"}}"#)]).unwrap_err();
         assert_eq!(e, r#"item 0: "channel" is longer than 3 bytes"#);
+        let with = |fields: &str| {
+            let body = format!(
+                r#"{{"items":[{{"channel":"c",{fields}"formats":{{"http-stream":{{"content":"a"}}}}}}]}}"#
+            );
+            parse_body(body.as_bytes(), &limits).map_err(|e| e.to_string())
+        };
+        assert!(with(r#""id":"12345","prev-id":"1","#).is_ok());
+        let e = with(r#""id":"123456","#).unwrap_err();
+        assert_eq!(e, r#"item 0: "id" is longer than 5 bytes"#);
+        let e = with(r#""prev-id":"1\r\nX","#).unwrap_err();
+        assert_eq!(
+            e,
+            r#"item 0: "prev-id" must not contain control characters"#
+        );
+        let e = with(r#""id":"a\u0000","#).unwrap_err();
+        assert_eq!(e, r#"item 0: "id" must not contain control characters"#);
+        let body = r#"{"items":[{"channel":"c\n","formats":{"http-stream":{"content":"a"}}}]}"#;
+        let e = parse_body(body.as_bytes(), &limits)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"item 0: "channel" must not contain control characters"#
+        );
         let e = run(&[ok, ("a", r#"{"http-stream":{"content":"abcde"}}"#)]).unwrap_err();
         assert_eq!(
             e,
@@ -908,8 +940,9 @@ mod tests {
     #[test]
     fn defaults_display_and_size() {
         let d = PublishLimits::default();
-        let limits = (d.items_max, d.channel_bytes_max, d.content_bytes_max);
+        let limits = (d.items_max, d.names.channel_bytes_max, d.content_bytes_max);
         assert_eq!(limits, (1000, 512, 1_000_000));
+        assert_eq!(d.names.id_bytes_max, 512);
         assert_eq!(PublishError::body("m").to_string(), "m");
         assert_eq!(PublishError::at(2, "m".into()).to_string(), "item 2: m");
         // Up to items_max items sit in one Vec: keep an Item within a few cache lines.

@@ -52,6 +52,8 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, NO_PAD_INDIFFERENT};
 use serde_json::{Map, Value};
 
+use super::names::{self, NameError, NameLimits};
+
 /// `Content-Type` (and `Accept`) of every WebSocket-over-HTTP request and response.
 pub const CONTENT_TYPE: &str = "application/websocket-events";
 /// Message prefix when the origin enables `grip` without a `message-prefix` parameter.
@@ -133,6 +135,10 @@ pub enum WsohError {
     /// A field has an unacceptable value.
     #[error("control message field {0:?} has an invalid value")]
     InvalidValue(&'static str),
+    /// A channel name or meta name or value that breaks the identifier rules
+    /// ([`crate::proto::names`]).
+    #[error("{0} {1}")]
+    BadName(&'static str, NameError),
 }
 
 /// The payload part of an event on the wire, without allocating for CLOSE.
@@ -394,8 +400,36 @@ pub enum Control {
 
 type Object = Map<String, Value>;
 
-/// Parses the JSON after the `c:` prefix of a control message.
-pub fn parse_control(json: &[u8]) -> Result<Control, WsohError> {
+/// Parses the JSON after the `c:` prefix of a control message; channel and meta names and
+/// values are checked against `limits`.
+pub fn parse_control(json: &[u8], limits: &NameLimits) -> Result<Control, WsohError> {
+    let control = parse_control_json(json)?;
+    check_names(&control, limits)?;
+    Ok(control)
+}
+
+fn check_names(control: &Control, limits: &NameLimits) -> Result<(), WsohError> {
+    match control {
+        Control::Subscribe { channel, .. } | Control::Unsubscribe { channel } => {
+            names::check_channel(channel, limits).map_err(|e| WsohError::BadName("channel", e))
+        }
+        Control::SetMeta { name, value } => check_meta(name, value.as_deref(), limits),
+        _ => Ok(()),
+    }
+}
+
+/// A meta entry from a `set-meta` message or a `Set-Meta-*` header.
+fn check_meta(name: &str, value: Option<&str>, limits: &NameLimits) -> Result<(), WsohError> {
+    names::check_meta_name(name, limits).map_err(|e| WsohError::BadName("meta name", e))?;
+    match value {
+        Some(v) => {
+            names::check_meta_value(v, limits).map_err(|e| WsohError::BadName("meta value", e))
+        }
+        None => Ok(()),
+    }
+}
+
+fn parse_control_json(json: &[u8]) -> Result<Control, WsohError> {
     let value: Value =
         serde_json::from_slice(json).map_err(|e| WsohError::BadJson(e.to_string()))?;
     let Value::Object(obj) = value else {
@@ -729,10 +763,12 @@ pub fn classify_binary<'a>(payload: &'a [u8], prefix: &str) -> OriginText<'a> {
 /// Meta: request headers `Meta-<name>: value` for the stored meta; response headers
 /// `Set-Meta-<name>: value` update it (empty value deletes). Returns the updates in header order;
 /// apply them in turn, matching stored names case-insensitively (Pushpin keeps meta as headers).
-/// `Set-Meta-` with no name is ignored. Values are read as lossy UTF-8.
+/// `Set-Meta-` with no name is ignored. Values are read as lossy UTF-8. An entry that breaks the
+/// identifier rules comes back as an error, for the caller to log and skip.
 pub fn set_meta_updates<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> Vec<(String, Option<String>)> {
+    limits: &NameLimits,
+) -> Vec<Result<(String, Option<String>), WsohError>> {
     headers
         .into_iter()
         .filter_map(|(name, value)| {
@@ -742,7 +778,7 @@ pub fn set_meta_updates<'a>(
                 return None;
             }
             let value = (!value.is_empty()).then(|| String::from_utf8_lossy(value).into_owned());
-            Some((meta.to_owned(), value))
+            Some(check_meta(meta, value.as_deref(), limits).map(|()| (meta.to_owned(), value)))
         })
         .collect()
 }
@@ -808,7 +844,7 @@ mod tests {
     }
 
     fn ctl(json: &str) -> Result<Control, WsohError> {
-        parse_control(json.as_bytes())
+        parse_control(json.as_bytes(), &NameLimits::default())
     }
 
     #[test]
@@ -1056,8 +1092,57 @@ mod tests {
             ("Meta-User", b"not a set"),
             ("Content-Type", b"application/websocket-events"),
         ];
-        let want = [("User".into(), Some("alice".into())), ("room".into(), None)];
-        assert_eq!(set_meta_updates(headers), want.to_vec());
+        let want = [
+            Ok(("User".into(), Some("alice".into()))),
+            Ok(("room".into(), None)),
+        ];
+        assert_eq!(
+            set_meta_updates(headers, &NameLimits::default()),
+            want.to_vec()
+        );
+        let long = "v".repeat(1025);
+        let bad: [(&str, &[u8]); 3] = [
+            ("Set-Meta-User", b"a\x01b"),
+            ("Set-Meta-Ok", b"1"),
+            ("Set-Meta-Big", long.as_bytes()),
+        ];
+        let got = set_meta_updates(bad, &NameLimits::default());
+        assert_eq!(
+            got[0],
+            Err(WsohError::BadName("meta value", NameError::Control))
+        );
+        assert_eq!(got[1], Ok(("Ok".into(), Some("1".into()))));
+        assert_eq!(
+            got[2],
+            Err(WsohError::BadName("meta value", NameError::TooLong(1024)))
+        );
+    }
+
+    #[test]
+    fn control_messages_with_bad_identifiers_are_refused() {
+        let cases = [
+            (r#"{"type":"subscribe","channel":"a\r\nb"}"#, "channel"),
+            (r#"{"type":"unsubscribe","channel":"a\u0000"}"#, "channel"),
+            (
+                r#"{"type":"set-meta","name":"us er","value":"x"}"#,
+                "meta name",
+            ),
+            (
+                r#"{"type":"set-meta","name":"user","value":"x\r\nMeta-Admin: 1"}"#,
+                "meta value",
+            ),
+        ];
+        for (json, field) in cases {
+            match ctl(json) {
+                Err(WsohError::BadName(f, _)) => assert_eq!(f, field, "{json}"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+        let long = format!(r#"{{"type":"subscribe","channel":"{}"}}"#, "c".repeat(513));
+        assert_eq!(
+            ctl(&long),
+            Err(WsohError::BadName("channel", NameError::TooLong(512)))
+        );
     }
 
     #[test]

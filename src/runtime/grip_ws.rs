@@ -57,7 +57,8 @@ impl GripWs {
             Some(prefix) => match wsoh::classify_text(payload, prefix) {
                 OriginText::Message(m) => m,
                 OriginText::Control(json) => {
-                    return match wsoh::parse_control(json) {
+                    let limits = super::settings::name_limits(&conn.w.settings().config.grip);
+                    return match wsoh::parse_control(json, &limits) {
                         Ok(c) => self.on_control(conn, c),
                         Err(e) => {
                             tracing::info!("websocket: control message ignored: {e}");

@@ -454,6 +454,7 @@ async fn grip_response(
     };
     let limits = GripLimits {
         channels_max: cfg.grip.channels_max,
+        names: super::settings::name_limits(&cfg.grip),
     };
     let parsed = parse_instructions(&head, &body, &limits);
     let instruct = match parsed {

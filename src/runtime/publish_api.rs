@@ -281,7 +281,7 @@ async fn publish(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
     let limits = PublishLimits {
         items_max: cfg.items_max,
         content_bytes_max: cfg.body_bytes_max,
-        ..PublishLimits::default()
+        names: super::settings::name_limits(&api.shared.config.grip),
     };
     let items = match publish::parse_body(&body, &limits) {
         Ok(items) => items,

@@ -98,6 +98,15 @@ impl RouteRef {
     }
 }
 
+/// The identifier bounds of the `[grip]` section, as the codecs take them.
+pub fn name_limits(grip: &crate::config::GripConfig) -> crate::proto::names::NameLimits {
+    crate::proto::names::NameLimits {
+        channel_bytes_max: grip.channel_bytes_max,
+        id_bytes_max: grip.id_bytes_max,
+        meta_value_bytes_max: grip.meta_value_bytes_max,
+    }
+}
+
 /// Settings a reload cannot change (they need a restart), named when they differ.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut fields = Vec::new();

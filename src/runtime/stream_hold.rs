@@ -489,8 +489,10 @@ impl Links {
 
     /// Writes the fetched body and takes its instructions as the stream's new state.
     fn apply(&mut self, conn: &ClientConn, resp: FullResponse, chunked: bool) -> bool {
+        let grip = &conn.w.settings().config.grip;
         let limits = GripLimits {
-            channels_max: conn.w.settings().config.grip.channels_max,
+            channels_max: grip.channels_max,
+            names: super::settings::name_limits(grip),
         };
         let instruct = match instructions(&resp, &limits) {
             Ok(i) => i,

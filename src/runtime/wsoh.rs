@@ -109,8 +109,12 @@ impl WsohSession {
     }
 
     fn apply_reply_headers(&mut self, reply: &Reply) {
-        for (name, value) in wsoh::set_meta_updates(reply.header_pairs()) {
-            self.grip.set_meta(name, value);
+        let limits = super::settings::name_limits(&self.template.route().settings().config.grip);
+        for update in wsoh::set_meta_updates(reply.header_pairs(), &limits) {
+            match update {
+                Ok((name, value)) => self.grip.set_meta(name, value),
+                Err(e) => tracing::info!("websocket-over-http: Set-Meta ignored: {e}"),
+            }
         }
         if let Some(interval) = wsoh::keep_alive_interval(reply.header_pairs()) {
             self.keep_alive_ms = interval.map(|s| u64::from(s) * 1000);

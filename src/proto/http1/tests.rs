@@ -236,3 +236,32 @@ fn hop_by_hop() {
     assert!(is_hop_by_hop("transfer-encoding"));
     assert!(!is_hop_by_hop("content-type"));
 }
+
+#[test]
+fn absolute_form_becomes_origin_form_with_its_authority_as_host() {
+    let (h, _) = complete("GET http://Example.com:8080/api/x?y=1 HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(h.target, "/api/x?y=1");
+    let hosts: Vec<_> = h
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value.clone())
+        .collect();
+    assert_eq!(hosts, vec![b"example.com:8080".to_vec()]);
+    let (h, _) = complete("GET https://a.example HTTP/1.1\r\n\r\n");
+    assert_eq!(h.target, "/");
+    assert_eq!(header_value(&h.headers, "host"), Some(&b"a.example"[..]));
+}
+
+#[test]
+fn absolute_form_that_cannot_be_routed_is_400() {
+    for target in [
+        "ftp://a/b",
+        "http://u:p@a/b",
+        "file:///etc/passwd",
+        "http://[::1/x",
+    ] {
+        let text = format!("GET {target} HTTP/1.1\r\n\r\n");
+        assert_eq!(req(&text).unwrap_err().status(), 400, "{target}");
+    }
+}
