@@ -11,9 +11,10 @@
 #![no_main]
 use arbitrary::Arbitrary;
 use holdfast::proto::grip::{
-    ChannelSub, FILTERS_MAX, GripLimits, Instruct, MIN_RESPONSE_TIMEOUT_SECS, from_headers,
-    is_grip_header,
+    ChannelSub, FILTERS_MAX, GripError, GripLimits, Instruct, MIN_RESPONSE_TIMEOUT_SECS,
+    from_headers, is_grip_header,
 };
+use holdfast::proto::names;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -83,6 +84,7 @@ fuzz_target!(|input: Input| {
         .collect();
     let limits = GripLimits {
         channels_max: usize::from(input.channels_max),
+        ..GripLimits::default()
     };
     let result = from_headers(headers.iter().copied(), &limits);
 
@@ -98,7 +100,10 @@ fuzz_target!(|input: Input| {
     if grip_only.is_empty() {
         assert_eq!(result.as_ref().ok(), Some(&Instruct::default()));
     }
-    let wide = GripLimits { channels_max: 1000 };
+    let wide = GripLimits {
+        channels_max: 1000,
+        ..GripLimits::default()
+    };
     let wide_result = from_headers(headers.iter().copied(), &wide);
     assert_eq!(result.is_ok(), wide_result.is_ok());
     if let (Ok(i), Ok(w)) = (&result, &wide_result) {
@@ -116,6 +121,13 @@ fn check(i: &Instruct, limits: &GripLimits) {
         assert!(!c.name.is_empty());
         assert!(c.filters.len() <= FILTERS_MAX);
         assert_ne!(c.prev_id.as_deref(), Some(""));
+        // Identifiers that travel in Grip-Last / Meta-* headers keep to the name rules.
+        assert!(names::check_channel(&c.name, &limits.names).is_ok());
+        assert!(c.prev_id.as_deref().is_none_or(|p| names::check_id(p, &limits.names).is_ok()));
+    }
+    for (k, v) in &i.meta {
+        assert!(names::check_meta_name(k, &limits.names).is_ok());
+        assert!(names::check_meta_value(v, &limits.names).is_ok());
     }
     assert!(
         i.timeout_secs
@@ -156,8 +168,12 @@ fn quoted(s: &str) -> String {
 fn round_trip_channels(chans: &[Chan]) {
     // A channel name is the verbatim text before the first `;`: keep to characters that neither
     // split nor quote, and that trimming leaves alone.
-    let name_ok =
-        |c: char| !matches!(c, ',' | ';' | '"' | '\\') && !c.is_ascii_whitespace() && c != '\x0b';
+    let name_ok = |c: char| {
+        !matches!(c, ',' | ';' | '"' | '\\')
+            && !c.is_ascii_whitespace()
+            && c != '\x0b'
+            && !c.is_control()
+    };
     let mut want = Vec::new();
     let mut elems = Vec::new();
     for c in chans.iter().take(20) {
@@ -187,10 +203,19 @@ fn round_trip_channels(chans: &[Chan]) {
         });
     }
     let value = elems.join(", ");
-    let limits = GripLimits { channels_max: 20 };
+    let limits = GripLimits {
+        channels_max: 20,
+        ..GripLimits::default()
+    };
+    // Names and prev-ids that break the identifier rules fail the whole header.
+    let valid = want.iter().all(|c| {
+        names::check_channel(&c.name, &limits.names).is_ok()
+            && c.prev_id.as_deref().is_none_or(|p| names::check_id(p, &limits.names).is_ok())
+    });
     let got = from_headers([("Grip-Channel", value.as_bytes())], &limits);
     match got {
         Ok(i) => assert_eq!(i.channels, want, "{value:?}"),
+        Err(GripError::BadName { .. }) if !valid => {}
         Err(e) => panic!("{value:?}: {e}"),
     }
 }

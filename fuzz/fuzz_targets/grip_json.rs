@@ -10,6 +10,8 @@
 use holdfast::proto::grip::{
     FILTERS_MAX, GripLimits, Instruct, MIN_RESPONSE_TIMEOUT_SECS, from_headers, from_json,
 };
+use holdfast::proto::http1::{HeadWriter, Version};
+use holdfast::proto::names;
 use libfuzzer_sys::fuzz_target;
 
 fn is_token(s: &str) -> bool {
@@ -20,7 +22,10 @@ fn is_token(s: &str) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let channels_max = usize::from(data.first().copied().unwrap_or(0) % 8);
-    let limits = GripLimits { channels_max };
+    let limits = GripLimits {
+        channels_max,
+        ..GripLimits::default()
+    };
     let result = from_json(data, &limits);
     if let Some(value) = serde_json::from_slice::<serde_json::Value>(data)
         .ok()
@@ -70,12 +75,23 @@ fn check(i: &Instruct, limits: &GripLimits) {
         .expect("the JSON form always has a response");
     assert!(response.code.is_none_or(|c| (100..=999).contains(&c)));
     assert_ne!(response.reason.as_deref(), Some(""));
+    // Whatever is accepted encodes: the client's status line and headers cannot be split.
+    let mut head = HeadWriter::response(Version::Http11, response.code.unwrap_or(200), "", 0);
+    if let Some(reason) = &response.reason {
+        head = HeadWriter::response(Version::Http11, response.code.unwrap_or(200), reason, 0);
+    }
     for (name, value) in &response.headers {
         assert!(is_token(name), "header name {name:?}");
-        assert!(
-            !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
-            "header value {value:?}"
-        );
+        head.header(name, value);
+    }
+    assert!(head.finish().is_ok(), "accepted instructions do not encode");
+    for c in &i.channels {
+        assert!(names::check_channel(&c.name, &limits.names).is_ok());
+        assert!(c.prev_id.as_deref().is_none_or(|p| names::check_id(p, &limits.names).is_ok()));
+    }
+    for (k, v) in &i.meta {
+        assert!(names::check_meta_name(k, &limits.names).is_ok());
+        assert!(names::check_meta_value(v, &limits.names).is_ok());
     }
     assert!(i.status.is_none() && i.next_link.is_none() && i.gone_link.is_none());
     assert!(i.expose_headers.is_empty());

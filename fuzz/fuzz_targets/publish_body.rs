@@ -11,6 +11,7 @@
 #![no_main]
 use holdfast::hub::delivery::{Delivery, StreamPayload, WsPayload};
 use holdfast::proto::http1::ChunkedDecoder;
+use holdfast::proto::names::{self, NameLimits};
 use holdfast::proto::publish::{
     Item, PublishLimits, ResponseAction, StreamAction, WsAction, WsMessageKind, parse_body,
 };
@@ -22,7 +23,11 @@ use libfuzzer_sys::fuzz_target;
 
 const TIGHT: PublishLimits = PublishLimits {
     items_max: 2,
-    channel_bytes_max: 8,
+    names: NameLimits {
+        channel_bytes_max: 8,
+        id_bytes_max: 4,
+        meta_value_bytes_max: 8,
+    },
     content_bytes_max: 16,
 };
 
@@ -60,7 +65,10 @@ fn is_token(s: &str) -> bool {
 }
 
 fn check_item(item: &Item, limits: &PublishLimits) {
-    assert!(!item.channel.is_empty() && item.channel.len() <= limits.channel_bytes_max);
+    assert!(names::check_channel(&item.channel, &limits.names).is_ok());
+    for id in [&item.id, &item.prev_id].into_iter().flatten() {
+        assert!(names::check_id(id, &limits.names).is_ok(), "{id:?}");
+    }
     if let Some(r) = &item.http_response {
         assert!(r.code.is_none_or(|c| (100..=999).contains(&c)));
         assert!(

@@ -196,16 +196,18 @@ fuzz_target!(|input: Input| {
         .iter()
         .filter(|(n, v)| is_token(n) && v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
         .map(|(n, v)| (n.as_str(), v.trim_ascii()))
-        .chain(
-            extra_owned
-                .iter()
-                .map(|(n, v)| (n.as_str(), *v))
-                .filter(|(n, v)| {
-                    n.contains(['\r', '\n']) || v.contains(&b'\r') || v.contains(&b'\n')
-                }),
-        )
         .collect();
-    let head = response_101(&accept, protocol, &extra);
+    // A header that would break a line fails the whole head: nothing of it is written.
+    let breaking: Vec<(&str, &[u8])> = extra_owned
+        .iter()
+        .map(|(n, v)| (n.as_str(), *v))
+        .filter(|(n, v)| n.contains(['\r', '\n']) || v.contains(&b'\r') || v.contains(&b'\n'))
+        .collect();
+    if !breaking.is_empty() {
+        let all: Vec<(&str, &[u8])> = extra.iter().chain(&breaking).copied().collect();
+        assert!(response_101(&accept, protocol, &all).is_err());
+    }
+    let head = response_101(&accept, protocol, &extra).expect("valid headers encode");
     let limits = HeadLimits {
         bytes_max: usize::MAX,
         headers_max: 4 + extra.len(),

@@ -16,6 +16,7 @@ use holdfast::proto::wsoh::{
     classify_text, content_bytes_accepted, grip_extension, keep_alive_interval, parse_control,
     set_meta_updates,
 };
+use holdfast::proto::names::{self, NameLimits};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -42,14 +43,19 @@ fuzz_target!(|input: Input| {
         assert!(secs >= KEEP_ALIVE_INTERVAL_MIN_SECS);
     }
     let _ = content_bytes_accepted(headers.iter().copied());
-    for (name, value) in set_meta_updates(headers.iter().copied()) {
-        assert!(!name.is_empty());
+    for (name, value) in set_meta_updates(headers.iter().copied(), &NameLimits::default())
+        .into_iter()
+        .flatten()
+    {
+        assert!(names::check_meta_name(&name, &NameLimits::default()).is_ok());
         assert_ne!(value.as_deref(), Some(""));
+        assert!(value.is_none_or(|v| names::check_meta_value(&v, &NameLimits::default()).is_ok()));
     }
 });
 
 fn check_control(json: &[u8]) {
-    let result = parse_control(json);
+    let limits = NameLimits::default();
+    let result = parse_control(json, &limits);
     if let Some(value) = serde_json::from_slice::<serde_json::Value>(json)
         .ok()
         .filter(|v| !has_float(v))
@@ -57,18 +63,19 @@ fn check_control(json: &[u8]) {
         let rewritten = serde_json::to_vec(&value).expect("a Value serialises");
         assert_eq!(
             result,
-            parse_control(&rewritten),
+            parse_control(&rewritten, &limits),
             "same JSON, different control"
         );
     }
     let Ok(control) = result else { return };
     match control {
         Control::Subscribe { channel, .. } | Control::Unsubscribe { channel } => {
-            assert!(!channel.is_empty())
+            assert!(names::check_channel(&channel, &limits).is_ok())
         }
         Control::SetMeta { name, value } => {
-            assert!(!name.is_empty());
+            assert!(names::check_meta_name(&name, &limits).is_ok());
             assert_ne!(value.as_deref(), Some(""));
+            assert!(value.is_none_or(|v| names::check_meta_value(&v, &limits).is_ok()));
         }
         Control::KeepAlive {
             content,

@@ -441,8 +441,28 @@ def config():
     write(t, "unknown_key", "[http]\nheader_bytes_mx = 5\n")
 
 
+# ---------------------------------------------------------------- http1_encode
+def http1_encode():
+    t = "http1_encode"
+
+    def head(name, request, http10, method, target, code, reason, headers):
+        e = Enc().bool(request).bool(http10).bytes(method).bytes(target).u16(code).bytes(reason)
+        e.vec(headers, lambda h: e.bytes(h[0]).bytes(h[1]))
+        write(t, name, e.done())
+
+    head("next_link_request", True, False, "GET", "/events/?last=7", 0, "",
+         [("Host", "example.com"), ("Grip-Last", "news; last-id=7"), ("Grip-Sig", "eyJ0")])
+    head("smuggled_last_id", True, False, "GET", "/events/", 0, "",
+         [("Host", "a"), ("Grip-Last", "c; last-id=1\r\nContent-Length: 0\r\n\r\nGET /admin HTTP/1.1")])
+    head("split_target", True, False, "GET", "/a HTTP/1.1\r\nHost: evil\r\n\r\nGET /b", 0, "", [])
+    head("held_response", False, False, "", "", 200, "OK",
+         [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+    head("split_reason", False, True, "", "", 200, "OK\r\nSet-Cookie: s=1", [("X", "\tv ")])
+    head("meta_header_nul", True, False, "POST", "/ws", 0, "", [("Meta-User", "a\x00b")])
+
+
 if __name__ == "__main__":
-    for f in [http1_request, http1_chunked, http1_response_head, ws_frame, ws_handshake, wsoh_events,
+    for f in [http1_request, http1_encode, http1_chunked, http1_response_head, ws_frame, ws_handshake, wsoh_events,
               wsoh_control, grip_headers, grip_json, publish_body, routes_file, config]:
         f()
     print("seeds written under", os.path.relpath(ROOT))

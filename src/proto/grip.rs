@@ -306,6 +306,7 @@ where
     for v in values(&grip, "Grip-Channel") {
         grip_params::parse_channels(v, &mut out.channels)?;
     }
+    check_channels(&out.channels, &limits.names)?;
     out.channels.truncate(limits.channels_max);
     if let Some(v) = first("Grip-Timeout") {
         let secs = grip_params::header_secs("Grip-Timeout", Some(v))?;
@@ -329,11 +330,32 @@ where
     for v in values(&grip, "Grip-Link") {
         grip_params::parse_links(v, &mut out)?;
     }
-    out.check_names(&limits.names)?;
+    out.check_meta(&limits.names)?;
     if let Some(reason) = out.status.as_ref().and_then(|s| s.reason.as_deref()) {
         check_reason("Grip-Status", reason)?;
     }
     Ok(out)
+}
+
+fn bad_name(field: &str, value: &str, error: NameError) -> GripError {
+    GripError::BadName {
+        field: field.to_owned(),
+        value: quote(value.as_bytes()),
+        error,
+    }
+}
+
+/// Channel names and prev-ids against the identifier rules (they name channels in every worker's
+/// table and travel in `Grip-Last` headers). Checked before the list is cut to `channels_max`,
+/// so whether an answer is valid does not depend on that limit.
+fn check_channels(channels: &[ChannelSub], limits: &NameLimits) -> Result<(), GripError> {
+    for c in channels {
+        names::check_channel(&c.name, limits).map_err(|e| bad_name("channel", &c.name, e))?;
+        if let Some(p) = &c.prev_id {
+            names::check_id(p, limits).map_err(|e| bad_name("channel prev-id", p, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// A reason phrase the client's status line can carry (the publish API's rule).
@@ -363,7 +385,7 @@ pub fn from_json(body: &[u8], limits: &GripLimits) -> Result<Instruct, GripError
     }
     let response = get(root, "", "response", OBJ, Value::as_object)?;
     out.response = Some(response.map(json_response).transpose()?.unwrap_or_default());
-    out.check_names(&limits.names)?;
+    out.check_meta(&limits.names)?;
     Ok(out)
 }
 
@@ -387,6 +409,7 @@ fn json_hold(hold: &JsonObj, limits: &GripLimits, out: &mut Instruct) -> Result<
         out.channels
             .push(json_channel(c, &format!("hold.channels[{i}]"))?);
     }
+    check_channels(&out.channels, &limits.names)?;
     out.channels.truncate(limits.channels_max);
     if let Some(t) = get_secs(hold, "hold", "timeout")? {
         out.timeout_secs = Some(t.max(MIN_RESPONSE_TIMEOUT_SECS));
@@ -596,23 +619,11 @@ fn show_json(v: &Value) -> String {
 }
 
 impl Instruct {
-    /// Every channel name, prev-id and meta pair against the identifier rules (they later travel
-    /// in `Grip-Last` and `Meta-*` headers and name channels in every worker's table).
-    fn check_names(&self, limits: &NameLimits) -> Result<(), GripError> {
-        let bad = |field: &str, value: &str, error| GripError::BadName {
-            field: field.to_owned(),
-            value: quote(value.as_bytes()),
-            error,
-        };
-        for c in &self.channels {
-            names::check_channel(&c.name, limits).map_err(|e| bad("channel", &c.name, e))?;
-            if let Some(p) = &c.prev_id {
-                names::check_id(p, limits).map_err(|e| bad("channel prev-id", p, e))?;
-            }
-        }
+    /// Every meta pair against the identifier rules (they travel in `Meta-*` headers).
+    fn check_meta(&self, limits: &NameLimits) -> Result<(), GripError> {
         for (k, v) in &self.meta {
-            names::check_meta_name(k, limits).map_err(|e| bad("meta name", k, e))?;
-            names::check_meta_value(v, limits).map_err(|e| bad("meta value", v, e))?;
+            names::check_meta_name(k, limits).map_err(|e| bad_name("meta name", k, e))?;
+            names::check_meta_value(v, limits).map_err(|e| bad_name("meta value", v, e))?;
         }
         Ok(())
     }

@@ -143,9 +143,6 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Parsed<RequestHea
         (Some(m), Some(p)) => (m.to_string(), p.to_string()),
         _ => return Err(Http1Error::Malformed("incomplete request line")),
     };
-    if !target.starts_with('/') && target != "*" && !target.contains("://") {
-        return Err(Http1Error::Malformed("invalid request target"));
-    }
     if headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("host"))
@@ -155,8 +152,8 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Parsed<RequestHea
         // RFC 9112 3.2: routes are chosen by Host, so two of them must not leave it ambiguous.
         return Err(Http1Error::Malformed("more than one Host header"));
     }
-    let (target, headers) = if target.contains("://") {
-        to_origin_form(&target, headers)?
+    let (target, headers) = if !target.starts_with('/') && target != "*" {
+        to_origin_form(&target, headers, limits.headers_max)?
     } else {
         (target, headers)
     };
@@ -183,6 +180,7 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Parsed<RequestHea
 fn to_origin_form(
     target: &str,
     mut headers: Vec<Header>,
+    headers_max: usize,
 ) -> Result<(String, Vec<Header>), Http1Error> {
     let url =
         url::Url::parse(target).map_err(|_| Http1Error::Malformed("invalid request target"))?;
@@ -205,8 +203,17 @@ fn to_origin_form(
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
     };
-    headers.retain(|h| !h.name.eq_ignore_ascii_case("host"));
-    headers.push(Header::new("Host", authority.as_bytes()));
+    // At most one Host header was sent (checked before): replace it where it stands, or add one
+    // within the header count limit.
+    let count = headers.len();
+    match headers
+        .iter_mut()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+    {
+        Some(host) => host.value = authority.into_bytes(),
+        None if count < headers_max => headers.push(Header::new("Host", authority.as_bytes())),
+        None => return Err(Http1Error::TooManyHeaders(headers_max)),
+    }
     Ok((origin_form, headers))
 }
 

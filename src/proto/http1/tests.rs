@@ -265,3 +265,14 @@ fn absolute_form_that_cannot_be_routed_is_400() {
         assert_eq!(req(&text).unwrap_err().status(), 400, "{target}");
     }
 }
+
+#[test]
+fn an_origin_form_target_holding_a_scheme_separator_stays_as_it_is() {
+    // Found by fuzz/http1_request: `http:o/x.co://` became `/x.co://`, which was then taken
+    // for an absolute-form target again (the test was "contains ://" instead of "not /").
+    let (h, _) = complete("GET /x.co:// HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(h.target, "/x.co://");
+    let (h, _) = complete("GET http:o/x.co:// HTTP/1.1\r\n\r\n");
+    assert_eq!(h.target, "/x.co://");
+    assert_eq!(header_value(&h.headers, "host"), Some(&b"o"[..]));
+}
