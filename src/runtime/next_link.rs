@@ -25,7 +25,7 @@ pub type InFlight = Rc<RefCell<Option<Result<FullResponse, FetchError>>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("no route for {0}")]
+    #[error("no route for {}", crate::redact::target(.0.as_str()))]
     NoRoute(Url),
     #[error(transparent)]
     Origin(#[from] OriginError),
@@ -135,12 +135,15 @@ pub fn spawn_gone(w: &Rc<Worker>, url: Url) {
     let w = w.clone();
     monoio::spawn(async move {
         let Some((route, host, request)) = build(&w, "POST", &url, &[]) else {
-            tracing::info!("gone link {url}: no route");
+            tracing::info!(
+                "gone link {}: no route",
+                crate::redact::target(url.as_str())
+            );
             return;
         };
         if let Err(e) = origin::fetch(&w, route, Some(&host), "POST", request, BODY_BYTES_MAX).await
         {
-            tracing::info!("gone link {url}: {e}");
+            tracing::info!("gone link {}: {e}", crate::redact::target(url.as_str()));
         }
     });
 }

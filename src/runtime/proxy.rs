@@ -49,7 +49,7 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Step {
         .routes
         .find(host, &head.target, conn.tls, is_ws)
     else {
-        tracing::info!(peer = %conn.peer, host, path = head.target, "no route");
+        tracing::info!(peer = %conn.peer, host, path = %crate::redact::target(&head.target), "no route");
         conn.send_error(&ClientError::new(502, "No route for this host and path"))
             .await;
         return Step::Done(Outcome::Close);
@@ -113,7 +113,8 @@ async fn exchange(
     let resp = match send_to_targets(conn, &head, route_index, &body, grip_last).await {
         Ok(resp) => resp,
         Err(e) => {
-            tracing::warn!(peer = %conn.peer, path = head.target, "origin request failed: {e}");
+            let path = crate::redact::target(&head.target);
+            tracing::warn!(peer = %conn.peer, %path, "origin request failed: {e}");
             let msg = match e.status() {
                 504 => "Timed out waiting for the origin",
                 _ => "Error while proxying to origin",

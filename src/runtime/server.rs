@@ -99,6 +99,8 @@ fn choose_driver(choice: DriverChoice) -> Result<bool, StartError> {
 /// Checks a config, its routes and its certificates without starting anything, and builds the
 /// reloadable settings from them.
 pub fn check(config: &Config) -> Result<Settings, StartError> {
+    // Secrets given as files are read here, so start-up, reload and check-config all see them.
+    let config = &config.with_secret_files()?;
     config.validate()?;
     if let Some(key) = &config.grip.sig_key {
         crate::origin::sign::SigningKey::parse(key)?;
@@ -128,6 +130,7 @@ pub fn check(config: &Config) -> Result<Settings, StartError> {
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
         let settings = check(&config)?;
+        let config = settings.config.clone();
         let use_uring = choose_driver(config.server.driver)?;
         let workers = config.worker_count();
         for warning in super::host::limit_warnings(&config, workers) {
@@ -226,7 +229,7 @@ impl Server {
     /// start-up values; the returned list names the ones that differ.
     pub fn reload(&self, config: Config) -> Result<Vec<&'static str>, StartError> {
         let settings = Arc::new(check(&config)?);
-        let restart = super::settings::needs_restart(&self.shared.config, &config);
+        let restart = super::settings::needs_restart(&self.shared.config, &settings.config);
         for inbox in &self.shared.inboxes {
             let mut msg = WorkerMsg::Reload(settings.clone());
             loop {
