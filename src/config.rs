@@ -319,6 +319,11 @@ pub struct PublishConfig {
     pub message_wait_ms: u64,
     /// How long published ids are remembered to drop duplicates (Pushpin's id_cache_ttl).
     pub id_cache_ttl_ms: u64,
+    /// Time a publisher has for one whole request (head and body) from when holdfast starts
+    /// waiting for it; past it: 408 (or, between requests, a quiet close).
+    pub request_timeout_ms: u64,
+    /// `GET /metrics` needs the publish credentials too, when `basic_auth` or `jwt_key` is set.
+    pub metrics_auth: bool,
 }
 
 impl Default for PublishConfig {
@@ -336,6 +341,8 @@ impl Default for PublishConfig {
             jwt_iss: None,
             message_wait_ms: 5_000,
             id_cache_ttl_ms: 60_000,
+            request_timeout_ms: 30_000,
+            metrics_auth: true,
         }
     }
 }
@@ -509,6 +516,9 @@ impl Config {
         }
         if self.http.read_buffer_bytes < 1024 {
             return bad("http.read_buffer_bytes must be at least 1024");
+        }
+        if self.publish.request_timeout_ms == 0 {
+            return bad("publish.request_timeout_ms must be at least 1");
         }
         if self.publish.inbox_capacity == 0 {
             return bad("publish.inbox_capacity must be at least 1");
