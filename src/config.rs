@@ -131,8 +131,11 @@ pub struct HttpConfig {
     pub headers_count_max: usize,
     /// Request body, in bytes; past it: 413.
     pub body_bytes_max: usize,
-    /// Time allowed to receive a whole request head, from its first byte.
+    /// Time allowed to receive a whole request head, from its first byte; also the longest
+    /// pause between two reads of a request body.
     pub header_timeout_ms: u64,
+    /// Time allowed to receive a whole request body, from the end of its head; past it: 408.
+    pub body_timeout_ms: u64,
     /// Time an idle keep-alive connection waits for its next request.
     pub keepalive_timeout_ms: u64,
     /// Size of the per-worker pooled read buffers.
@@ -148,6 +151,7 @@ impl Default for HttpConfig {
             headers_count_max: 100,
             body_bytes_max: 1_000_000,
             header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
             keepalive_timeout_ms: 60_000,
             read_buffer_bytes: 4096,
             buffer_pool_max: 128,
@@ -516,6 +520,9 @@ impl Config {
         }
         if self.http.read_buffer_bytes < 1024 {
             return bad("http.read_buffer_bytes must be at least 1024");
+        }
+        if self.http.body_timeout_ms == 0 {
+            return bad("http.body_timeout_ms must be at least 1");
         }
         if self.publish.request_timeout_ms == 0 {
             return bad("publish.request_timeout_ms must be at least 1");
