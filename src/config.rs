@@ -217,6 +217,9 @@ pub struct GripConfig {
     pub channels_max: usize,
     /// Long-poll hold timeout when the origin gives none, in seconds.
     pub hold_timeout_default_secs: u32,
+    /// Content a `var-subst` or `build-id` filter produces for one subscriber, in bytes; an item
+    /// whose output would be larger is not delivered to that subscriber (counted, logged).
+    pub filter_output_bytes_max: usize,
 }
 
 impl Default for GripConfig {
@@ -227,6 +230,7 @@ impl Default for GripConfig {
             sig_key_file: None,
             channels_max: 20,
             hold_timeout_default_secs: 55,
+            filter_output_bytes_max: 1_000_000,
         }
     }
 }
@@ -323,6 +327,11 @@ pub struct PublishConfig {
     pub message_wait_ms: u64,
     /// How long published ids are remembered to drop duplicates (Pushpin's id_cache_ttl).
     pub id_cache_ttl_ms: u64,
+    /// Operations in one `body-patch`; a publish with more is refused (400).
+    pub body_patch_ops_max: usize,
+    /// Size of a long-poll body after its `body-patch`, in bytes; a patch that would pass it
+    /// stops there and the long-poll gets an empty body (counted, logged).
+    pub body_patch_bytes_max: usize,
     /// Time a publisher has for one whole request (head and body) from when holdfast starts
     /// waiting for it; past it: 408 (or, between requests, a quiet close).
     pub request_timeout_ms: u64,
@@ -345,6 +354,8 @@ impl Default for PublishConfig {
             jwt_iss: None,
             message_wait_ms: 5_000,
             id_cache_ttl_ms: 60_000,
+            body_patch_ops_max: 100,
+            body_patch_bytes_max: 1_000_000,
             request_timeout_ms: 30_000,
             metrics_auth: true,
         }

@@ -346,6 +346,7 @@ async fn publish(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
     let limits = PublishLimits {
         items_max: cfg.items_max,
         content_bytes_max: cfg.body_bytes_max,
+        body_patch_ops_max: cfg.body_patch_ops_max,
         ..PublishLimits::default()
     };
     let items = match publish::parse_body(&body, &limits) {

@@ -292,6 +292,7 @@ fn cluster_limits(config: &Config) -> crate::proto::publish::PublishLimits {
     crate::proto::publish::PublishLimits {
         items_max: config.publish.items_max,
         content_bytes_max: config.publish.body_bytes_max,
+        body_patch_ops_max: config.publish.body_patch_ops_max,
         ..crate::proto::publish::PublishLimits::default()
     }
 }
