@@ -462,7 +462,7 @@ async fn grip_response(
         Ok(i) => i,
         Err(e) => {
             tracing::warn!(
-                path = req.target,
+                path = %crate::redact::target(&req.target),
                 "origin sent invalid GRIP instructions: {e}"
             );
             let msg = format!("Invalid GRIP instructions from origin: {e}");
