@@ -337,6 +337,9 @@ pub struct PublishConfig {
     pub request_timeout_ms: u64,
     /// `GET /metrics` needs the publish credentials too, when `basic_auth` or `jwt_key` is set.
     pub metrics_auth: bool,
+    /// Serve `GET /metrics` on a listener of its own, without credentials, instead of on
+    /// `listen`. Unset: on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for PublishConfig {
@@ -358,6 +361,7 @@ impl Default for PublishConfig {
             body_patch_bytes_max: 1_000_000,
             request_timeout_ms: 30_000,
             metrics_auth: true,
+            metrics_listen: None,
         }
     }
 }

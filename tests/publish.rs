@@ -346,3 +346,33 @@ fn publish_body_dripped_slowly_gets_408() {
         "{elapsed:?}"
     );
 }
+
+/// `publish.metrics_listen`: `/metrics` on a listener of its own, without credentials, and no
+/// longer on the publish listener; that listener serves nothing else.
+#[test]
+fn metrics_on_their_own_listener() {
+    let origin = Origin::fixed(ok(b""));
+    let proxy = Proxy::with(&origin, |c| {
+        c.publish.basic_auth = Some("u:p".into());
+        c.publish.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let metrics = proxy
+        .server()
+        .unwrap()
+        .metrics_addr
+        .expect("a metrics address");
+    let r = publish_request(metrics, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("holdfast_connections"), "{}", r.text());
+    let r = publish_request(metrics, "POST", "/publish/", &[], &valid_body());
+    assert_eq!(r.status, 404);
+    let auth = basic("u:p");
+    let r = publish_request(
+        proxy.publish,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+}

@@ -27,8 +27,10 @@ struct Api {
     auth: PublishAuth,
 }
 
+/// Starts the publish thread on `listener`, with `/metrics` on `metrics` instead when given.
 pub fn spawn(
     listener: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
     shared: Arc<Shared>,
     stop: Arc<Inbox>,
     use_uring: bool,
@@ -43,14 +45,22 @@ pub fn spawn(
                     return;
                 }
             };
-            rt.block_on(serve(listener, shared, stop));
+            rt.block_on(serve(listener, metrics, shared, stop));
         })
 }
 
-async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, stop: Arc<Inbox>) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
+async fn serve(
+    listener: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    stop: Arc<Inbox>,
+) {
+    let (listener, metrics) = match (
+        TcpListener::from_std(listener),
+        metrics.map(TcpListener::from_std).transpose(),
+    ) {
+        (Ok(l), Ok(m)) => (l, m),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!("publish API: cannot register listener: {e}");
             return;
         }
@@ -79,15 +89,31 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, stop: Arc<I
         let receiving = api.clone();
         monoio::spawn(async move { link.receive_loop(&receiving.ingest).await });
     }
+    if let Some(metrics) = metrics {
+        // Ends with the runtime, when the loop below returns.
+        monoio::spawn(accept_loop(metrics, api.clone(), Listener::Metrics));
+    }
+    monoio::select! {
+        _ = accept_loop(listener, api, Listener::Publish) => {}
+        _ = stop.rung() => {}
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// `publish.listen`: the publish API (and `/metrics`, unless it has a listener of its own).
+    Publish,
+    /// `publish.metrics_listen`: `/metrics` only, without credentials.
+    Metrics,
+}
+
+async fn accept_loop(listener: TcpListener, api: Rc<Api>, kind: Listener) {
     loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = stop.rung() => return,
-        };
-        match accepted {
+        match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(connection(api.clone(), stream));
+                monoio::spawn(connection(api.clone(), stream, kind));
             }
             Err(e) => {
                 tracing::warn!("publish API: accept failed: {e}");
@@ -126,7 +152,7 @@ impl Reply {
     }
 }
 
-async fn connection(api: Rc<Api>, mut stream: TcpStream) {
+async fn connection(api: Rc<Api>, mut stream: TcpStream, listener: Listener) {
     let mut buf = Vec::with_capacity(4096);
     let timeout = Duration::from_millis(api.shared.config.publish.request_timeout_ms);
     loop {
@@ -144,7 +170,7 @@ async fn connection(api: Rc<Api>, mut stream: TcpStream) {
         };
         // Refused before the body is read: an unauthenticated client cannot make this thread
         // read (and buffer) up to body_bytes_max. With a body left unread the connection closes.
-        let endpoint = match admit(&api, &head) {
+        let endpoint = match admit(&api, &head, listener) {
             Ok(endpoint) => endpoint,
             Err(reply) => {
                 let bodiless = matches!(head.body, BodyKind::None | BodyKind::Length(0));
@@ -269,15 +295,18 @@ enum Endpoint {
 
 /// Decides from the head alone whether the request is served: the endpoint, or the refusal
 /// (404, 405, 401). Publish, recover and (with `publish.metrics_auth`) metrics need the
-/// configured publish credentials.
-fn admit(api: &Api, head: &RequestHead) -> Result<Endpoint, Reply> {
+/// configured publish credentials; the metrics listener serves only `/metrics`, openly.
+fn admit(api: &Api, head: &RequestHead, listener: Listener) -> Result<Endpoint, Reply> {
     let path = head.target.split('?').next().unwrap_or("");
     let get = head.method == "GET" || head.method == "HEAD";
-    let endpoint = match path {
-        "/publish" | "/publish/" => Endpoint::Publish,
-        "/recover" | "/recover/" => Endpoint::Recover,
-        "/metrics" if get => Endpoint::Metrics,
-        "/" if get => Endpoint::Index,
+    let own_metrics_listener = api.shared.config.publish.metrics_listen.is_some();
+    let endpoint = match (listener, path) {
+        (Listener::Metrics, "/metrics") if get => return Ok(Endpoint::Metrics),
+        (Listener::Metrics, _) => return Err(Reply::error(404, "Not found.")),
+        (_, "/publish" | "/publish/") => Endpoint::Publish,
+        (_, "/recover" | "/recover/") => Endpoint::Recover,
+        (_, "/metrics") if get && !own_metrics_listener => Endpoint::Metrics,
+        (_, "/") if get => Endpoint::Index,
         _ => return Err(Reply::error(404, "Not found.")),
     };
     let counters = &api.shared.publish_metrics;

@@ -49,6 +49,8 @@ pub struct Server {
     /// TLS listener addresses, likewise.
     pub tls_addrs: Vec<SocketAddr>,
     pub publish_addr: SocketAddr,
+    /// `publish.metrics_listen`'s address, when `/metrics` has a listener of its own.
+    pub metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     publish_stop: Arc<Inbox>,
     publish_thread: Option<JoinHandle<()>>,
@@ -168,6 +170,18 @@ impl Server {
                 addr: paddr,
                 source,
             })?;
+        let metrics_listener = match config.publish.metrics_listen {
+            Some(addr) => {
+                let bind = |addr| {
+                    let l = listener::bind_single(addr, config.server.listen_backlog)?;
+                    let bound = l.local_addr()?;
+                    Ok::<_, io::Error>((l, bound))
+                };
+                Some(bind(addr).map_err(|source| StartError::Bind { addr, source })?)
+            }
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
         let cluster_link = config
             .cluster
             .enabled
@@ -202,6 +216,7 @@ impl Server {
         let publish_stop = Arc::new(Inbox::new(1));
         let publish_thread = publish_api::spawn(
             publish_listener,
+            metrics_listener.map(|(l, _)| l),
             shared.clone(),
             publish_stop.clone(),
             use_uring,
@@ -211,10 +226,14 @@ impl Server {
             "holdfast listening on {http_addrs:?}, TLS on {tls_addrs:?} (publish API on \
              {publish_addr}) with {workers} workers",
         );
+        if let Some(addr) = metrics_addr {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
         Ok(Server {
             http_addrs,
             tls_addrs,
             publish_addr,
+            metrics_addr,
             shared,
             publish_stop,
             publish_thread: Some(publish_thread),
