@@ -309,14 +309,14 @@ fn admit(api: &Api, head: &RequestHead, listener: Listener) -> Result<Endpoint, 
         (_, "/") if get => Endpoint::Index,
         _ => return Err(Reply::error(404, "Not found.")),
     };
-    let counters = &api.shared.publish_metrics;
-    if matches!(endpoint, Endpoint::Publish) {
-        WorkerMetrics::inc(&counters.requests);
-    }
     if matches!(endpoint, Endpoint::Publish | Endpoint::Recover) && head.method != "POST" {
         let mut r = Reply::error(405, "Method not allowed.");
         r.extra.push(("Allow", "POST"));
         return Err(r);
+    }
+    let counters = &api.shared.publish_metrics;
+    if matches!(endpoint, Endpoint::Publish) {
+        WorkerMetrics::inc(&counters.requests);
     }
     let needs_auth = match endpoint {
         Endpoint::Publish | Endpoint::Recover => true,
