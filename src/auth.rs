@@ -33,6 +33,9 @@ impl PublishAuth {
                 let key = decode_key(key)?;
                 let mut v = Validation::new(Algorithm::HS256);
                 v.set_required_spec_claims(&["exp"]);
+                // A token whose `nbf` is still ahead is not valid yet (jsonwebtoken ignores
+                // `nbf` unless asked); the leeway covers clock skew both ways.
+                v.validate_nbf = true;
                 v.leeway = 5;
                 v.validate_aud = false;
                 if let Some(iss) = &c.jwt_iss {
@@ -108,13 +111,38 @@ mod tests {
         PublishAuth::from_config(&c).unwrap()
     }
 
-    fn token(key: &[u8], iss: &str, exp_offset: i64) -> String {
-        let now = SystemTime::now()
+    fn now() -> i64 {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
-            .as_secs() as i64;
-        let claims = serde_json::json!({"iss": iss, "exp": now + exp_offset});
+            .as_secs() as i64
+    }
+
+    fn token(key: &[u8], iss: &str, exp_offset: i64) -> String {
+        let claims = serde_json::json!({"iss": iss, "exp": now() + exp_offset});
         encode(&Header::default(), &claims, &EncodingKey::from_secret(key)).unwrap()
+    }
+
+    #[test]
+    fn bearer_is_refused_before_its_nbf() {
+        let a = auth(None, Some("k3y"), None);
+        let with_nbf = |nbf: i64| {
+            let claims = serde_json::json!({"exp": now() + 600, "nbf": now() + nbf});
+            let t = encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(b"k3y"),
+            );
+            format!("Bearer {}", t.unwrap())
+        };
+        let early = a.check(Some(with_nbf(600).as_bytes()));
+        assert!(
+            matches!(&early, Err(AuthError::BadToken(m)) if m.contains("Immature")),
+            "{early:?}"
+        );
+        assert!(a.check(Some(with_nbf(-10).as_bytes())).is_ok());
+        // Within the leeway (clock skew): accepted.
+        assert!(a.check(Some(with_nbf(3).as_bytes())).is_ok());
     }
 
     #[test]

@@ -131,8 +131,11 @@ pub struct HttpConfig {
     pub headers_count_max: usize,
     /// Request body, in bytes; past it: 413.
     pub body_bytes_max: usize,
-    /// Time allowed to receive a whole request head, from its first byte.
+    /// Time allowed to receive a whole request head, from its first byte; also the longest
+    /// pause between two reads of a request body.
     pub header_timeout_ms: u64,
+    /// Time allowed to receive a whole request body, from the end of its head; past it: 408.
+    pub body_timeout_ms: u64,
     /// Time an idle keep-alive connection waits for its next request.
     pub keepalive_timeout_ms: u64,
     /// Size of the per-worker pooled read buffers.
@@ -148,6 +151,7 @@ impl Default for HttpConfig {
             headers_count_max: 100,
             body_bytes_max: 1_000_000,
             header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
             keepalive_timeout_ms: 60_000,
             read_buffer_bytes: 4096,
             buffer_pool_max: 128,
@@ -206,6 +210,9 @@ pub struct GripConfig {
     pub sig_iss: String,
     /// Key for Grip-Sig (HS256). `base64:` prefix means a base64-encoded binary key. Unset: no signing.
     pub sig_key: Option<String>,
+    /// A file holding `sig_key` (same forms; trailing newlines stripped), so the key need not be
+    /// in the config file or on the command line. Relative to the config file.
+    pub sig_key_file: Option<PathBuf>,
     /// Channels one connection may subscribe to (Pushpin's connection_subscription_max).
     pub channels_max: usize,
     /// Long-poll hold timeout when the origin gives none, in seconds.
@@ -219,6 +226,9 @@ pub struct GripConfig {
     /// Longest subscription meta value, in bytes (`Grip-Set-Meta`, WebSocket `set-meta`,
     /// `Set-Meta-*`; sent back to the origin as `Meta-*` headers).
     pub meta_value_bytes_max: usize,
+    /// Content a `var-subst` or `build-id` filter produces for one subscriber, in bytes; an item
+    /// whose output would be larger is not delivered to that subscriber (counted, logged).
+    pub filter_output_bytes_max: usize,
 }
 
 impl Default for GripConfig {
@@ -226,11 +236,13 @@ impl Default for GripConfig {
         GripConfig {
             sig_iss: "pushpin".to_string(),
             sig_key: None,
+            sig_key_file: None,
             channels_max: 20,
             hold_timeout_default_secs: 55,
             channel_bytes_max: 512,
             id_bytes_max: 512,
             meta_value_bytes_max: 1024,
+            filter_output_bytes_max: 1_000_000,
         }
     }
 }
@@ -313,8 +325,13 @@ pub struct PublishConfig {
     pub inbox_capacity: usize,
     /// Basic auth: `user:password`. Unset: Basic is not accepted.
     pub basic_auth: Option<String>,
+    /// A file holding `basic_auth` (trailing newlines stripped). Relative to the config file.
+    pub basic_auth_file: Option<PathBuf>,
     /// Bearer JWT key (HS256; `base64:` prefix for binary). Unset: Bearer is not accepted.
     pub jwt_key: Option<String>,
+    /// A file holding `jwt_key` (same forms; trailing newlines stripped). Relative to the config
+    /// file.
+    pub jwt_key_file: Option<PathBuf>,
     /// Required `iss` claim of Bearer tokens, if set.
     pub jwt_iss: Option<String>,
     /// How long an item whose `prev-id` is ahead of the channel's last id waits for the missing
@@ -322,6 +339,19 @@ pub struct PublishConfig {
     pub message_wait_ms: u64,
     /// How long published ids are remembered to drop duplicates (Pushpin's id_cache_ttl).
     pub id_cache_ttl_ms: u64,
+    /// Operations in one `body-patch`; a publish with more is refused (400).
+    pub body_patch_ops_max: usize,
+    /// Size of a long-poll body after its `body-patch`, in bytes; a patch that would pass it
+    /// stops there and the long-poll gets an empty body (counted, logged).
+    pub body_patch_bytes_max: usize,
+    /// Time a publisher has for one whole request (head and body) from when holdfast starts
+    /// waiting for it; past it: 408 (or, between requests, a quiet close).
+    pub request_timeout_ms: u64,
+    /// `GET /metrics` needs the publish credentials too, when `basic_auth` or `jwt_key` is set.
+    pub metrics_auth: bool,
+    /// Serve `GET /metrics` on a listener of its own, without credentials, instead of on
+    /// `listen`. Unset: on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for PublishConfig {
@@ -333,10 +363,17 @@ impl Default for PublishConfig {
             items_max: 1_000,
             inbox_capacity: 65_536,
             basic_auth: None,
+            basic_auth_file: None,
             jwt_key: None,
+            jwt_key_file: None,
             jwt_iss: None,
             message_wait_ms: 5_000,
             id_cache_ttl_ms: 60_000,
+            body_patch_ops_max: 100,
+            body_patch_bytes_max: 1_000_000,
+            request_timeout_ms: 30_000,
+            metrics_auth: true,
+            metrics_listen: None,
         }
     }
 }
@@ -391,6 +428,13 @@ pub enum ConfigError {
     },
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// A `*_file` secret that cannot be used; the message names the file, never its contents.
+    #[error("cannot read {key} {path}: {reason}")]
+    SecretFile {
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 fn origin_suffix(path: &Option<PathBuf>) -> String {
@@ -404,7 +448,8 @@ impl Config {
     pub fn from_toml(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.map(Path::to_path_buf),
-            message: e.to_string(),
+            // The parser quotes the offending line, which may hold a secret.
+            message: crate::redact::config_text(&e.to_string()).into_owned(),
         })?;
         if let Some(dir) = path.and_then(Path::parent) {
             let anchor = |file: &mut PathBuf| {
@@ -414,6 +459,9 @@ impl Config {
             };
             config.server.routes_file.iter_mut().for_each(anchor);
             config.origin.tls_ca_file.iter_mut().for_each(anchor);
+            config.grip.sig_key_file.iter_mut().for_each(anchor);
+            config.publish.jwt_key_file.iter_mut().for_each(anchor);
+            config.publish.basic_auth_file.iter_mut().for_each(anchor);
             for c in &mut config.tls.certificates {
                 anchor(&mut c.cert);
                 anchor(&mut c.key);
@@ -440,6 +488,43 @@ impl Config {
         Config::from_toml(EMBEDDED_DEFAULT, None).unwrap_or_default()
     }
 
+    /// The config with every `*_file` secret read into its key (`grip.sig_key_file` into
+    /// `grip.sig_key`, ...) and the file cleared. Giving both a key and its file is an error, so it is never unclear
+    /// which one is used.
+    pub fn with_secret_files(&self) -> Result<Config, ConfigError> {
+        let mut c = self.clone();
+        let read = |key, file: &Option<PathBuf>, value: &Option<String>, value_key| match file {
+            None => Ok(value.clone()),
+            Some(_) if value.is_some() => Err(ConfigError::Invalid(format!(
+                "set {value_key} or {key}, not both"
+            ))),
+            Some(path) => read_secret_file(key, path).map(Some),
+        };
+        c.grip.sig_key = read(
+            "grip.sig_key_file",
+            &c.grip.sig_key_file,
+            &c.grip.sig_key,
+            "grip.sig_key",
+        )?;
+        c.publish.jwt_key = read(
+            "publish.jwt_key_file",
+            &c.publish.jwt_key_file,
+            &c.publish.jwt_key,
+            "publish.jwt_key",
+        )?;
+        c.publish.basic_auth = read(
+            "publish.basic_auth_file",
+            &c.publish.basic_auth_file,
+            &c.publish.basic_auth,
+            "publish.basic_auth",
+        )?;
+        // Read once: the result can be checked (and resolved) again without a conflict.
+        c.grip.sig_key_file = None;
+        c.publish.jwt_key_file = None;
+        c.publish.basic_auth_file = None;
+        Ok(c)
+    }
+
     /// Worker count with 0 resolved to the number of CPUs.
     pub fn worker_count(&self) -> usize {
         match self.server.workers {
@@ -462,6 +547,12 @@ impl Config {
         }
         if self.http.read_buffer_bytes < 1024 {
             return bad("http.read_buffer_bytes must be at least 1024");
+        }
+        if self.http.body_timeout_ms == 0 {
+            return bad("http.body_timeout_ms must be at least 1");
+        }
+        if self.publish.request_timeout_ms == 0 {
+            return bad("publish.request_timeout_ms must be at least 1");
         }
         if self.publish.inbox_capacity == 0 {
             return bad("publish.inbox_capacity must be at least 1");
@@ -491,6 +582,24 @@ impl Config {
             None => Ok(self.server.routes.clone()),
         }
     }
+}
+
+/// Reads a secret from a file: UTF-8 text, trailing newlines stripped, not empty. Errors name
+/// the file and the config key, never the contents.
+pub fn read_secret_file(key: &'static str, path: &Path) -> Result<String, ConfigError> {
+    let fail = |reason: String| ConfigError::SecretFile {
+        key,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| fail("it is not UTF-8 text (write a binary key as base64:...)".to_string()))?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(fail("it is empty".to_string()));
+    }
+    Ok(secret.to_string())
 }
 
 /// Decodes a key given as text: `base64:` prefix means base64-encoded binary, else the UTF-8 bytes.
@@ -571,6 +680,48 @@ mod tests {
         c.tls.listen = vec![SocketAddr::from(([127, 0, 0, 1], 443))];
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("tls.certificates"), "{err}");
+    }
+
+    #[test]
+    fn secret_files_are_read_trimmed_and_named_in_errors() {
+        let dir = std::env::temp_dir().join(format!("holdfast-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("sig"), "s3cret\r\n").unwrap();
+        std::fs::write(dir.join("basic"), "u:p\n").unwrap();
+        std::fs::write(dir.join("binary"), [0xff, 0xfe, b'\n']).unwrap();
+        let text = "[grip]\nsig_key_file = \"sig\"\n[publish]\nbasic_auth_file = \"basic\"\n";
+        let c = Config::from_toml(text, Some(&dir.join("h.toml"))).unwrap();
+        let resolved = c.with_secret_files().unwrap();
+        assert_eq!(resolved.grip.sig_key.as_deref(), Some("s3cret"));
+        assert_eq!(resolved.publish.basic_auth.as_deref(), Some("u:p"));
+        assert!(resolved.publish.jwt_key.is_none());
+        // Resolving again changes nothing (the files are cleared once read).
+        let again = resolved.with_secret_files().unwrap();
+        assert_eq!(again.grip.sig_key.as_deref(), Some("s3cret"));
+
+        let mut both = c.clone();
+        both.grip.sig_key = Some("inline".into());
+        let err = both.with_secret_files().unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+
+        for (name, needle) in [("missing", "No such file"), ("binary", "not UTF-8")] {
+            let mut c = Config::default();
+            c.publish.jwt_key_file = Some(dir.join(name));
+            let err = c.with_secret_files().unwrap_err().to_string();
+            assert!(err.contains("publish.jwt_key_file"), "{err}");
+            assert!(err.contains(&*dir.join(name).to_string_lossy()), "{err}");
+            assert!(err.contains(needle), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_secrets() {
+        let err = Config::from_toml("[grip]\nsig_key = \"s3cret\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("sig_key"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod proto;
+pub mod redact;
 pub mod routes;
 pub mod runtime;
 pub mod tls;

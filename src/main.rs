@@ -34,9 +34,14 @@ struct Cli {
     /// Worker threads (0 = one per CPU).
     #[arg(long, global = true)]
     workers: Option<usize>,
-    /// Grip-Sig signing key (`base64:` prefix for binary keys).
-    #[arg(long, global = true)]
+    /// Grip-Sig signing key (`base64:` prefix for binary keys). Visible to other local users in
+    /// the process list: prefer --sig-key-file.
+    #[arg(long, global = true, conflicts_with = "sig_key_file")]
     sig_key: Option<String>,
+    /// A file holding the Grip-Sig key (the same forms as --sig-key; trailing newlines stripped);
+    /// replaces grip.sig_key and grip.sig_key_file.
+    #[arg(long, global = true)]
+    sig_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -77,6 +82,11 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     }
     if let Some(key) = &cli.sig_key {
         config.grip.sig_key = Some(key.clone());
+        config.grip.sig_key_file = None;
+    }
+    if let Some(path) = &cli.sig_key_file {
+        config.grip.sig_key = None;
+        config.grip.sig_key_file = Some(path.clone());
     }
     Ok(config)
 }
@@ -133,6 +143,7 @@ fn run(
     reload: &dyn Fn() -> Result<Config, String>,
 ) -> Result<(), String> {
     let signals = signals()?;
+    let config = config.with_secret_files().map_err(|e| e.to_string())?;
     let auth = publish_auth(&config);
     let server = Server::start(config).map_err(|e| e.to_string())?;
     if let Some(d) = &demo {

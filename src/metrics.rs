@@ -59,6 +59,13 @@ pub struct WorkerMetrics {
     /// Heads the validating encoder refused (a control character or bad name from a client,
     /// origin, publisher or peer): each became an error status instead of bytes on the wire.
     pub heads_refused: AtomicU64,
+    /// Request bodies cut off by `http.body_timeout_ms` or the pause between reads (408).
+    pub body_timeouts: AtomicU64,
+    /// Per-subscriber content over its limit: a `body-patch` result over
+    /// `publish.body_patch_bytes_max` (sent empty), a `var-subst`/`build-id` output over
+    /// `grip.filter_output_bytes_max` (not sent).
+    pub patch_over_limit: AtomicU64,
+    pub filter_over_limit: AtomicU64,
     /// Items waiting in the inbox (sampled when the worker drains it).
     pub inbox_depth: AtomicU64,
     /// From the publish listener accepting an item to the worker having written it out.
@@ -128,6 +135,26 @@ fn connections(out: &mut String, workers: &[&WorkerMetrics]) {
             ("response", response),
             ("websocket", ws),
         ] {
+            let _ = writeln!(out, "{name}{{worker=\"{i}\",kind=\"{kind}\"}} {v}");
+        }
+    }
+}
+
+fn content_over_limit(out: &mut String, workers: &[&WorkerMetrics]) {
+    let name = "holdfast_content_over_limit_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Per-subscriber content over its size limit: body-patch results (sent empty), \
+         var-subst/build-id output (not sent).",
+    );
+    for (i, w) in workers.iter().enumerate() {
+        for (kind, v) in [
+            ("body_patch", &w.patch_over_limit),
+            ("filter", &w.filter_over_limit),
+        ] {
+            let v = v.load(Relaxed);
             let _ = writeln!(out, "{name}{{worker=\"{i}\",kind=\"{kind}\"}} {v}");
         }
     }
@@ -268,6 +295,15 @@ pub fn render(workers: &[&WorkerMetrics], publish: &PublishMetrics) -> String {
         "HTTP heads refused by the validating encoder (control characters, bad names).",
         |m| &m.heads_refused,
     );
+    per_worker(
+        &mut out,
+        w,
+        "holdfast_request_body_timeouts_total",
+        "counter",
+        "Request bodies not received in time (408).",
+        |m| &m.body_timeouts,
+    );
+    content_over_limit(&mut out, workers);
     per_worker(
         &mut out,
         w,

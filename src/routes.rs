@@ -214,6 +214,51 @@ pub enum RoutesError {
     },
 }
 
+impl RoutesError {
+    /// The error with `sig_key` values masked: the messages quote the line (or the value) that
+    /// failed, and these errors reach logs and the terminal.
+    fn redacted(self) -> RoutesError {
+        use crate::redact;
+        let line_text = |text: String| redact::route_line(&text).into_owned();
+        match self {
+            RoutesError::Syntax { line, reason, text } => RoutesError::Syntax {
+                line,
+                reason,
+                text: line_text(text),
+            },
+            RoutesError::MissingTarget { line, text } => RoutesError::MissingTarget {
+                line,
+                text: line_text(text),
+            },
+            RoutesError::EmptyHost { line, text } => RoutesError::EmptyHost {
+                line,
+                text: line_text(text),
+            },
+            RoutesError::DuplicateCondition {
+                line,
+                first_line,
+                text,
+            } => RoutesError::DuplicateCondition {
+                line,
+                first_line,
+                text: line_text(text),
+            },
+            RoutesError::InvalidValue {
+                line,
+                option,
+                expected,
+                ..
+            } if option.eq_ignore_ascii_case("sig_key") => RoutesError::InvalidValue {
+                line,
+                option,
+                value: redact::MASK.to_string(),
+                expected,
+            },
+            other => other,
+        }
+    }
+}
+
 /// One space-separated part of a line: its value and its `,name[=value]` options.
 #[derive(Debug, Default)]
 struct Section {
@@ -232,6 +277,10 @@ struct Opt {
 impl RouteTable {
     /// Parses a whole routes file. Any bad line fails the whole file.
     pub fn parse(text: &str) -> Result<RouteTable, RoutesError> {
+        RouteTable::parse_lines(text).map_err(RoutesError::redacted)
+    }
+
+    fn parse_lines(text: &str) -> Result<RouteTable, RoutesError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut routes: Vec<Route> = Vec::new();
         for (index, text_line) in text.lines().enumerate() {

@@ -78,3 +78,30 @@ fn the_proxy_announces_its_grip_features() {
         assert!(features.contains(f), "{f} missing from {features}");
     }
 }
+
+/// Issue 15: var-subst output is bounded (`grip.filter_output_bytes_max`). Before, 108 KB of
+/// `%(user)s` with an 8 000-byte `user` made a 96 MB chunk for this one subscriber.
+#[test]
+fn var_subst_output_over_the_limit_is_not_delivered() {
+    // Within grip.meta_value_bytes_max (1 024); 1 100 copies make 1.1 MB, past the 1 MB limit.
+    let user = "u".repeat(1_000);
+    let origin = Origin::fixed(hold_with("room; filter=var-subst", &format!("user={user}")));
+    let proxy = Proxy::to(&origin);
+    let mut sub = proxy.subscribe("/", b"start\n");
+    sub.set_timeout(Duration::from_secs(5));
+    let amplifier = "%(user)s".repeat(1_100);
+    proxy.publish(&items(vec![say(&amplifier, json!({}))]));
+    proxy.publish(&items(vec![say("[%(user)s]\n", json!({}))]));
+    assert_eq!(
+        sub.next_text(),
+        format!("[{user}]\n"),
+        "the big one was skipped"
+    );
+    let m = publish_request(proxy.publish, "GET", "/metrics", &[], b"").text();
+    let cut: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("holdfast_content_over_limit_total{") && l.contains("filter"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(cut, 1, "{m}");
+}

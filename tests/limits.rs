@@ -66,3 +66,40 @@ fn total_limit_refuses_past_the_limit() {
         assert_eq!(c.next_text(), "ok\n");
     }
 }
+
+/// Issue 15: a request body has one deadline, `http.body_timeout_ms`, not only one per read. A
+/// client dripping a byte every 200 ms (well inside the 10 s pause allowed between reads) gets
+/// 408 at the deadline and is closed; before, it held its connection for as long as it dripped.
+#[test]
+fn request_body_dripped_slowly_gets_408_at_the_body_deadline() {
+    let origin = Origin::fixed(ok(b"served\n"));
+    let proxy = Proxy::with(&origin, |c| c.http.body_timeout_ms = 1_000);
+    let mut c = proxy.client();
+    c.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    let start = std::time::Instant::now();
+    loop {
+        c.send(b"x");
+        if c.has_data_within(Duration::from_millis(200)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still reading a dripped body after 5 s"
+        );
+    }
+    let r = c.read_response();
+    let elapsed = start.elapsed();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    let (_, closed_after) = c.wait_closed(Duration::from_secs(2));
+    assert!(closed_after < Duration::from_secs(2));
+    assert!(origin.requests().is_empty(), "nothing reached the origin");
+    // Counted.
+    let m = publish_request(proxy.publish, "GET", "/metrics", &[], b"").text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("holdfast_request_body_timeouts_total") && l.ends_with(" 1")),
+        "{m}"
+    );
+}

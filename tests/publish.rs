@@ -211,3 +211,168 @@ fn publish_body_over_limit_is_413() {
     let r = post_publish(proxy.publish, &[], big.as_bytes());
     assert_eq!(r.status, 413);
 }
+
+/// Issue 15: the credentials are checked on the request head. A client without them that
+/// announces a 1 MB body and sends none is answered at once, not after the request timeout
+/// (before, holdfast waited to read the whole body first).
+#[test]
+fn unauthenticated_publish_is_refused_before_its_body() {
+    let origin = Origin::fixed(ok(b""));
+    let proxy = Proxy::with(&origin, |c| c.publish.basic_auth = Some("u:p".into()));
+    let mut c = Client::connect(proxy.publish);
+    c.set_timeout(std::time::Duration::from_secs(3));
+    let start = std::time::Instant::now();
+    c.send(b"POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    let r = c.try_read_response().expect("an answer without the body");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    // The unread body is not taken for the next request: the connection is closed.
+    let (rest, _) = c.wait_closed(std::time::Duration::from_secs(3));
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+/// A refused body-less request keeps the connection (nothing is left unread on it).
+#[test]
+fn refused_request_without_body_keeps_the_connection() {
+    let origin = Origin::fixed(ok(b""));
+    let proxy = Proxy::with(&origin, |c| c.publish.basic_auth = Some("u:p".into()));
+    let mut c = Client::connect(proxy.publish);
+    let r = c.send_and_read(&request("POST", "/recover", &[], b""));
+    assert_eq!(r.status, 401);
+    let r = c.send_and_read(&request(
+        "POST",
+        "/recover",
+        &[("Authorization", &basic("u:p"))],
+        b"",
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Issue 15: a Bearer token is not valid before its `nbf`.
+#[test]
+fn bearer_token_before_its_nbf_is_401() {
+    let origin = Origin::fixed(ok(b""));
+    let proxy = Proxy::with(&origin, |c| c.publish.jwt_key = Some("publish-key".into()));
+    let token = |nbf_offset: i64| {
+        let now = unix_now() as i64;
+        let claims = json!({"exp": now + 3600, "nbf": now + nbf_offset});
+        let key = EncodingKey::from_secret(b"publish-key");
+        let t = jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap();
+        format!("Bearer {t}")
+    };
+    let r = post_publish(
+        proxy.publish,
+        &[("Authorization", &token(600))],
+        &valid_body(),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("Immature"), "{}", r.text());
+    let r = post_publish(
+        proxy.publish,
+        &[("Authorization", &token(-60))],
+        &valid_body(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Issue 15: with publish auth configured, `/metrics` (served on the publish listener) needs the
+/// same credentials unless `publish.metrics_auth = false`.
+#[test]
+fn metrics_need_the_publish_credentials_when_auth_is_on() {
+    let origin = Origin::fixed(ok(b""));
+    let proxy = Proxy::with(&origin, |c| c.publish.basic_auth = Some("u:p".into()));
+    let r = publish_request(proxy.publish, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 401);
+    let auth = basic("u:p");
+    let r = publish_request(
+        proxy.publish,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("holdfast_publish_unauthorized_total 1"),
+        "{}",
+        r.text()
+    );
+
+    let open = Proxy::with(&origin, |c| {
+        c.publish.basic_auth = Some("u:p".into());
+        c.publish.metrics_auth = false;
+    });
+    assert_eq!(
+        publish_request(open.publish, "GET", "/metrics", &[], b"").status,
+        200
+    );
+}
+
+/// Issue 15: one deadline for a whole publish request: a body dripped a byte at a time gets 408
+/// at `publish.request_timeout_ms`, however long the drip could go on.
+#[test]
+fn publish_body_dripped_slowly_gets_408() {
+    let origin = Origin::fixed(ok(b""));
+    let proxy = Proxy::with(&origin, |c| c.publish.request_timeout_ms = 1_000);
+    let mut c = Client::connect(proxy.publish);
+    let body = valid_body();
+    let head = format!(
+        "POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.send(head.as_bytes());
+    let start = std::time::Instant::now();
+    let mut answer = Vec::new();
+    for b in body.iter().take(body.len() - 1) {
+        c.send(&[*b]);
+        if c.has_data_within(std::time::Duration::from_millis(100)) {
+            answer = c.read_response().body;
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(4),
+            "still reading the drip after 4 s"
+        );
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        String::from_utf8_lossy(&answer).contains("timed out"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        elapsed >= std::time::Duration::from_millis(900),
+        "{elapsed:?}"
+    );
+}
+
+/// `publish.metrics_listen`: `/metrics` on a listener of its own, without credentials, and no
+/// longer on the publish listener; that listener serves nothing else.
+#[test]
+fn metrics_on_their_own_listener() {
+    let origin = Origin::fixed(ok(b""));
+    let proxy = Proxy::with(&origin, |c| {
+        c.publish.basic_auth = Some("u:p".into());
+        c.publish.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let metrics = proxy
+        .server()
+        .unwrap()
+        .metrics_addr
+        .expect("a metrics address");
+    let r = publish_request(metrics, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("holdfast_connections"), "{}", r.text());
+    let r = publish_request(metrics, "POST", "/publish/", &[], &valid_body());
+    assert_eq!(r.status, 404);
+    let auth = basic("u:p");
+    let r = publish_request(
+        proxy.publish,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+}

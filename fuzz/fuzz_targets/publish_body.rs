@@ -29,6 +29,7 @@ const TIGHT: PublishLimits = PublishLimits {
         meta_value_bytes_max: 8,
     },
     content_bytes_max: 16,
+    body_patch_ops_max: 2,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -114,6 +114,14 @@ impl ClusterConfig {
         }
     }
 
+    /// The server URLs with any credentials in them masked, for logs.
+    pub fn servers_redacted(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(|s| crate::redact::url(s).into_owned())
+            .collect()
+    }
+
     /// Checks the values (also when disabled, so a typo shows before the day it is turned on).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(format!("cluster.{msg}")));
@@ -122,6 +130,8 @@ impl ClusterConfig {
         }
         for url in &self.servers {
             if let Err(e) = url.parse::<async_nats::ServerAddr>() {
+                let (url, e) = (crate::redact::url(url), e.to_string());
+                let e = crate::redact::urls_in(&e);
                 return bad(format!("servers: {url:?} is not a NATS URL: {e}"));
             }
         }
@@ -258,6 +268,13 @@ mod tests {
                 "publish_queue_capacity",
             ),
         ];
+        let with_password = ClusterConfig {
+            servers: vec!["nats://user:pa55word@[::1".into()],
+            ..enabled()
+        };
+        let err = with_password.validate().unwrap_err().to_string();
+        assert!(!err.contains("pa55word"), "{err}");
+        assert!(err.contains("nats://***@[::1"), "{err}");
         for (c, needle) in cases {
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");

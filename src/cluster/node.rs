@@ -93,12 +93,13 @@ async fn run(link: Arc<ClusterLink>, limits: PublishLimits) {
     tracing::info!(
         node = %link.node,
         "cluster: connecting to NATS at {:?}",
-        link.config.servers
+        link.config.servers_redacted()
     );
     // With retry_on_initial_connect this returns at once and connects in the background.
     let client = match options.connect(servers).await {
         Ok(c) => c,
         Err(e) => {
+            let e = crate::redact::urls_in(&e.to_string()).into_owned();
             tracing::error!("cluster: cannot start the NATS client: {e}; running as a single node");
             return;
         }
@@ -216,8 +217,14 @@ fn on_event(link: &ClusterLink, event: Event) {
                  (cluster.subscription_capacity)"
             );
         }
-        Event::ClientError(e) => tracing::debug!("cluster: NATS client: {e}"),
-        other => tracing::info!("cluster: NATS: {other}"),
+        Event::ClientError(e) => tracing::debug!(
+            "cluster: NATS client: {}",
+            crate::redact::urls_in(&e.to_string())
+        ),
+        other => tracing::info!(
+            "cluster: NATS: {}",
+            crate::redact::urls_in(&other.to_string())
+        ),
     }
 }
 

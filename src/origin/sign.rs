@@ -45,9 +45,10 @@ impl SigningKey {
         let owned;
         let text = match text.strip_prefix("file:") {
             Some(path) => {
-                owned = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                owned = std::fs::read_to_string(path).map_err(|e| ConfigError::SecretFile {
+                    key: "sig_key file:",
                     path: path.into(),
-                    source,
+                    reason: e.to_string(),
                 })?;
                 owned.trim_end_matches(['\r', '\n'])
             }

@@ -43,6 +43,8 @@ pub struct PublishLimits {
     /// Largest decoded `body` / `content` of one format, in bytes. Default 1 000 000 (Pushpin's
     /// default limit for the whole publish body, so any body Pushpin takes fits).
     pub content_bytes_max: usize,
+    /// Most operations in one `body-patch`. Default 100.
+    pub body_patch_ops_max: usize,
 }
 
 impl Default for PublishLimits {
@@ -51,6 +53,7 @@ impl Default for PublishLimits {
             items_max: 1000,
             names: NameLimits::default(),
             content_bytes_max: 1_000_000,
+            body_patch_ops_max: 100,
         }
     }
 }
@@ -304,7 +307,7 @@ fn parse_item(value: &Value, limits: &PublishLimits) -> Res<Item> {
         http_stream: None,
         ws_message: None,
     };
-    parse_formats(&obj, limits.content_bytes_max, &mut item)?;
+    parse_formats(&obj, limits, &mut item)?;
     item.meta = parse_meta(&obj)?;
     if let Some(size) = obj.int("size")?
         && size < 0
@@ -351,9 +354,9 @@ fn parse_meta(obj: &Obj<'_>) -> Res<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Reads `formats` (or, without it, the format keys on the item itself) into `item`; `max` is
-/// the content limit.
-fn parse_formats(item_obj: &Obj<'_>, max: usize, item: &mut Item) -> Res<()> {
+/// Reads `formats` (or, without it, the format keys on the item itself) into `item`.
+fn parse_formats(item_obj: &Obj<'_>, limits: &PublishLimits, item: &mut Item) -> Res<()> {
+    let max = limits.content_bytes_max;
     const NAMES: [&str; 3] = ["http-response", "http-stream", "ws-message"];
     let formats = match item_obj.get("formats") {
         Some(value) => item_obj.child("formats", value)?,
@@ -368,7 +371,7 @@ fn parse_formats(item_obj: &Obj<'_>, max: usize, item: &mut Item) -> Res<()> {
     // A null format is present, and not an object.
     let get = |name: &str| formats.map.get(name).map(|v| formats.child(name, v));
     if let Some(obj) = get(NAMES[0]).transpose()? {
-        item.http_response = Some(parse_http_response(&obj, max)?);
+        item.http_response = Some(parse_http_response(&obj, limits)?);
     }
     if let Some(obj) = get(NAMES[1]).transpose()? {
         item.http_stream = Some(parse_http_stream(&obj, max)?);
@@ -433,7 +436,8 @@ fn content(obj: &Obj<'_>, key: &str, encoding: Encoding, max: usize) -> Res<Opti
     }
 }
 
-fn parse_http_response(obj: &Obj<'_>, max: usize) -> Res<HttpResponseFormat> {
+fn parse_http_response(obj: &Obj<'_>, limits: &PublishLimits) -> Res<HttpResponseFormat> {
+    let max = limits.content_bytes_max;
     let known = [
         ("send", ResponseAction::Send),
         ("hint", ResponseAction::Hint),
@@ -469,8 +473,16 @@ fn parse_http_response(obj: &Obj<'_>, max: usize) -> Res<HttpResponseFormat> {
     } else if let Some(body) = content(obj, "body", Encoding::Utf8, max)? {
         out.body = Some(body);
     } else if let Some(patch) = obj.get("body-patch") {
-        if !patch.is_array() {
+        let Some(ops) = patch.as_array() else {
             return Err(obj.fail("body-patch", "must be a list (a JSON Patch)"));
+        };
+        // Each subscriber applies the patch to its own body: its length bounds that work.
+        if ops.len() > limits.body_patch_ops_max {
+            let (n, max) = (ops.len(), limits.body_patch_ops_max);
+            return Err(obj.fail(
+                "body-patch",
+                format_args!("has {n} operations, more than the limit of {max}"),
+            ));
         }
         out.body_patch = Some(patch.clone());
     } else {
@@ -883,6 +895,7 @@ mod tests {
                 ..NameLimits::default()
             },
             content_bytes_max,
+            body_patch_ops_max: 2,
         };
         let run = |items: &[(&str, &str)]| {
             let item = |(c, f): &(&str, &str)| format!(r#"{{"channel":"{c}","formats":{f}}}"#);
@@ -935,6 +948,19 @@ mod tests {
         );
         let e = run(&[("a", &long)]).unwrap_err();
         assert!(e.ends_with(r#""formats.http-response.body-bin" is larger than 4 bytes"#));
+        let op = r#"{"op":"add","path":"/a","value":1}"#;
+        let patch = |n: usize| {
+            format!(
+                r#"{{"http-response":{{"body-patch":[{}]}}}}"#,
+                vec![op; n].join(",")
+            )
+        };
+        assert!(run(&[("a", &patch(2))]).is_ok());
+        let e = run(&[("a", &patch(3))]).unwrap_err();
+        assert_eq!(
+            e,
+            r#"item 0: "formats.http-response.body-patch" has 3 operations, more than the limit of 2"#
+        );
     }
 
     #[test]

@@ -469,10 +469,14 @@ impl ClientConn {
         self.inbuf.get_or_insert_with(Vec::new)
     }
 
-    /// Reads a whole request body within the configured size limit.
+    /// Reads a whole request body within the configured size limit and time: each read within
+    /// `header_timeout_ms` of the last, the whole body within `body_timeout_ms` (408 past either:
+    /// a client dripping a byte a second does not hold the connection for as long as it likes).
     pub async fn read_body(&mut self, head: &RequestHead) -> Result<Vec<u8>, ClientError> {
         let max = self.w.settings().config.http.body_bytes_max;
-        let timeout = self.w.settings().config.http.header_timeout_ms;
+        let idle_timeout = self.w.settings().config.http.header_timeout_ms;
+        let body_timeout = self.w.settings().config.http.body_timeout_ms;
+        let body_deadline = self.w.now_ms() + body_timeout;
         if let BodyKind::Length(n) = head.body
             && n > max as u64
         {
@@ -503,9 +507,20 @@ impl ClientConn {
             if progress.done {
                 return Ok(body);
             }
-            let deadline = self.w.now_ms() + timeout;
+            let deadline = body_deadline.min(self.w.now_ms() + idle_timeout);
             match self.read_some(deadline).await {
-                Ok(0) | Err(_) => return Err(ClientError::new(400, "request body incomplete")),
+                Ok(0) | Err(ReadStop::Eof | ReadStop::Gone) => {
+                    return Err(ClientError::new(400, "request body incomplete"));
+                }
+                Err(ReadStop::TimedOut) => {
+                    crate::metrics::WorkerMetrics::inc(&self.w.metrics.body_timeouts);
+                    let why = if self.w.now_ms() >= body_deadline {
+                        format!("request body not complete within {body_timeout} ms")
+                    } else {
+                        format!("request body: nothing received for {idle_timeout} ms")
+                    };
+                    return Err(ClientError::new(408, why));
+                }
                 Ok(_) => {}
             }
         }

@@ -124,7 +124,7 @@ pub fn deliver_one(
         }
     }
     // Filters run after sequencing, as Pushpin's (build-id sees the advanced prev-id).
-    match apply_filters(slot, d) {
+    match apply_filters(w, slot, d) {
         Filtered::Deliver => {}
         Filtered::Skip => return false,
         Filtered::Replace(content) => return deliver_replaced(w, slot, id, d, content, finished),
@@ -165,7 +165,7 @@ fn ws_payload(frame: &[u8]) -> &[u8] {
     }
 }
 
-fn apply_filters(slot: &ConnSlot, d: &Delivery) -> Filtered {
+fn apply_filters(w: &Worker, slot: &ConnSlot, d: &Delivery) -> Filtered {
     let Some(f) = slot.filters.as_deref() else {
         return Filtered::Deliver;
     };
@@ -191,11 +191,20 @@ fn apply_filters(slot: &ConnSlot, d: &Delivery) -> Filtered {
         publish_meta: &d.meta,
         is_subscribed: &is_subscribed,
         prev_id: &prev_id,
+        output_bytes_max: w.settings().config.grip.filter_output_bytes_max,
     };
     match filter::apply(filters, &ctx, content) {
         Decision::Deliver => Filtered::Deliver,
         Decision::Skip => Filtered::Skip,
         Decision::Replace(content) => Filtered::Replace(content),
+        Decision::Error(e) if e.is_limit() => {
+            crate::metrics::WorkerMetrics::inc(&w.metrics.filter_over_limit);
+            tracing::warn!(
+                channel = %d.channel,
+                "{e} (grip.filter_output_bytes_max): item not delivered to this subscriber"
+            );
+            Filtered::Skip
+        }
         Decision::Error(e) => {
             tracing::debug!("filter error, item not delivered to this subscriber: {e}");
             Filtered::Skip

@@ -13,6 +13,7 @@ use super::settings::RouteRef;
 use crate::hub::delivery::{Delivery, ResponsePayload};
 use url::Url;
 
+use crate::proto::body_patch;
 use crate::proto::filter::Filter;
 use crate::proto::grip::{self, HoldMode, KeepAlive};
 use crate::proto::http1::{self, EncodeError, HeadWriter, RequestHead, Version};
@@ -220,7 +221,7 @@ async fn hold_response(
                 .and_then(|s| s.response.take());
             if let Some(resp) = published
                 .as_deref()
-                .and_then(|d| published_response(&spec, d, req))
+                .and_then(|d| published_response(conn, &spec, d, req))
             {
                 end_hold(conn);
                 return HoldEnd::Done(Box::pin(answer(conn, req, resp)).await);
@@ -278,6 +279,7 @@ fn grip_last(conn: &ClientConn, channel_prefix: &str) -> Vec<(String, String)> {
 }
 
 fn published_response(
+    conn: &ClientConn,
     spec: &HoldSpec,
     d: &Delivery,
     req: HeldRequest,
@@ -288,43 +290,34 @@ fn published_response(
     let patched = r
         .body_patch
         .as_ref()
-        .map(|p| apply_body_patch(&spec.body, p));
+        .map(|p| patched_body(conn, &spec.body, p));
     let body = patched.as_deref().unwrap_or(&r.body);
     Some(full_response(
         spec, r.code, &r.reason, &r.headers, body, req,
     ))
 }
 
-/// `body-patch`: a JSON Patch applied to the hold's original body (Pushpin's applyBodyPatch):
-/// the result is compact JSON keeping the original's trailing newline; an original that is not
-/// a JSON object or array, or a patch that fails, gives an empty body.
-pub fn apply_body_patch(original: &[u8], patch: &serde_json::Value) -> Vec<u8> {
-    let doc: Result<serde_json::Value, _> = serde_json::from_slice(original);
-    let mut doc = match doc {
-        Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => v,
-        _ => {
-            tracing::debug!("body-patch: the original body is not a JSON object or array");
-            return Vec::new();
-        }
+/// `body-patch` applied to the hold's original body, within `publish.body_patch_ops_max` and
+/// `publish.body_patch_bytes_max`; a patch that fails or passes a limit gives an empty body
+/// (Pushpin's applyBodyPatch gives one for any failure).
+fn patched_body(conn: &ClientConn, original: &[u8], patch: &serde_json::Value) -> Vec<u8> {
+    let cfg = &conn.w.settings().config.publish;
+    let limits = body_patch::PatchLimits {
+        ops_max: cfg.body_patch_ops_max,
+        bytes_max: cfg.body_patch_bytes_max,
     };
-    let patch: json_patch::Patch = match serde_json::from_value(patch.clone()) {
-        Ok(p) => p,
+    match body_patch::apply(original, patch, &limits) {
+        Ok(body) => body,
+        Err(e) if e.is_limit() => {
+            crate::metrics::WorkerMetrics::inc(&conn.w.metrics.patch_over_limit);
+            tracing::warn!(peer = %conn.peer, "body-patch: {e}: the long-poll gets an empty body");
+            Vec::new()
+        }
         Err(e) => {
-            tracing::debug!("body-patch: invalid patch: {e}");
-            return Vec::new();
+            tracing::debug!("body-patch: {e}");
+            Vec::new()
         }
-    };
-    if let Err(e) = json_patch::patch(&mut doc, &patch) {
-        tracing::debug!("body-patch: {e}");
-        return Vec::new();
     }
-    let mut out = serde_json::to_vec(&doc).unwrap_or_default();
-    if original.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    } else if original.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    out
 }
 
 /// The head of a streamed response: chunked for HTTP/1.1 clients, close-delimited otherwise.
@@ -373,20 +366,6 @@ pub fn future_sizes(conn: &mut ClientConn, spec: Box<HoldSpec>) -> (usize, usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn body_patch_applies_and_keeps_the_newline() {
-        let original = b"{\"count\":1,\"items\":[\"a\"]}\n";
-        let patch = json!([
-            {"op": "replace", "path": "/count", "value": 2},
-            {"op": "add", "path": "/items/-", "value": "b"}
-        ]);
-        assert_eq!(
-            apply_body_patch(original, &patch),
-            b"{\"count\":2,\"items\":[\"a\",\"b\"]}\n"
-        );
-    }
 
     fn spec(headers: &[(&str, &str)]) -> HoldSpec {
         HoldSpec {
@@ -448,13 +427,5 @@ mod tests {
             !text.to_ascii_lowercase().contains("grip-"),
             "push's Grip-* stripped: {text}"
         );
-    }
-
-    #[test]
-    fn body_patch_failures_give_an_empty_body() {
-        let patch = json!([{"op": "remove", "path": "/nope"}]);
-        assert!(apply_body_patch(b"{}", &patch).is_empty());
-        assert!(apply_body_patch(b"not json", &json!([])).is_empty());
-        assert!(apply_body_patch(b"42", &json!([])).is_empty());
     }
 }

@@ -112,14 +112,9 @@ fn is_target_of(route: &Route, link: &Url) -> bool {
     })
 }
 
-/// A link for a log line: scheme, host, port and path; the query (which may hold tokens) left out.
+/// A link for a log line: credentials and query (which may hold tokens) masked.
 fn shown(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    let _ = u.set_password(None);
-    let _ = u.set_username("");
-    u.to_string()
+    crate::redact::target(&crate::redact::url(url.as_str())).into_owned()
 }
 
 fn host_port(url: &Url) -> Option<String> {

@@ -47,7 +47,8 @@ pub async fn handle(conn: &mut ClientConn, head: RequestHead) -> Step {
             .map(|h| (h.name.as_str(), h.value.as_slice())),
     );
     let Some(route) = w.find_route(host, &head.target, conn.tls, is_ws) else {
-        tracing::info!(peer = %conn.peer, host, path = head.target, "no route");
+        let path = crate::redact::target(&head.target);
+        tracing::info!(peer = %conn.peer, host, %path, "no route");
         conn.send_error(&ClientError::new(502, "No route for this host and path"))
             .await;
         return Step::Done(Outcome::Close);
@@ -98,7 +99,8 @@ async fn exchange(
     let resp = match send_to_targets(conn, &head, &route, &body, grip_last).await {
         Ok(resp) => resp,
         Err(e) => {
-            tracing::warn!(peer = %conn.peer, path = head.target, "origin request failed: {e}");
+            let path = crate::redact::target(&head.target);
+            tracing::warn!(peer = %conn.peer, %path, "origin request failed: {e}");
             let msg = match e.status() {
                 504 => "Timed out waiting for the origin",
                 _ => "Error while proxying to origin",
@@ -461,7 +463,7 @@ async fn grip_response(
         Ok(i) => i,
         Err(e) => {
             tracing::warn!(
-                path = req.target,
+                path = %crate::redact::target(&req.target),
                 "origin sent invalid GRIP instructions: {e}"
             );
             let msg = format!("Invalid GRIP instructions from origin: {e}");
@@ -473,10 +475,8 @@ async fn grip_response(
     let mut spec = hold_spec(route, &head, body, instruct, base);
     if let Err(e) = super::hold::check_head(&spec) {
         WorkerMetrics::inc(&conn.w.metrics.heads_refused);
-        tracing::warn!(
-            path = req.target,
-            "origin's GRIP response head refused: {e}"
-        );
+        let path = crate::redact::target(&req.target);
+        tracing::warn!(%path, "origin's GRIP response head refused: {e}");
         let msg = format!("Invalid GRIP instructions from origin: {e}");
         conn.send_error(&ClientError::new(502, msg)).await;
         return Step::Done(Outcome::Close);

@@ -21,17 +21,16 @@ use crate::metrics::WorkerMetrics;
 use crate::proto::http1::{self, BodyDecoder, BodyKind, HeadLimits, Parsed, RequestHead};
 use crate::proto::publish::{self, PublishLimits};
 
-/// Time a publisher has to send a whole request, head and body.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 struct Api {
     shared: Arc<Shared>,
     ingest: Ingest,
     auth: PublishAuth,
 }
 
+/// Starts the publish thread on `listener`, with `/metrics` on `metrics` instead when given.
 pub fn spawn(
     listener: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
     shared: Arc<Shared>,
     stop: Arc<Inbox>,
     use_uring: bool,
@@ -46,14 +45,22 @@ pub fn spawn(
                     return;
                 }
             };
-            rt.block_on(serve(listener, shared, stop));
+            rt.block_on(serve(listener, metrics, shared, stop));
         })
 }
 
-async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, stop: Arc<Inbox>) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
+async fn serve(
+    listener: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    stop: Arc<Inbox>,
+) {
+    let (listener, metrics) = match (
+        TcpListener::from_std(listener),
+        metrics.map(TcpListener::from_std).transpose(),
+    ) {
+        (Ok(l), Ok(m)) => (l, m),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!("publish API: cannot register listener: {e}");
             return;
         }
@@ -82,15 +89,31 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, stop: Arc<I
         let receiving = api.clone();
         monoio::spawn(async move { link.receive_loop(&receiving.ingest).await });
     }
+    if let Some(metrics) = metrics {
+        // Ends with the runtime, when the loop below returns.
+        monoio::spawn(accept_loop(metrics, api.clone(), Listener::Metrics));
+    }
+    monoio::select! {
+        _ = accept_loop(listener, api, Listener::Publish) => {}
+        _ = stop.rung() => {}
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// `publish.listen`: the publish API (and `/metrics`, unless it has a listener of its own).
+    Publish,
+    /// `publish.metrics_listen`: `/metrics` only, without credentials.
+    Metrics,
+}
+
+async fn accept_loop(listener: TcpListener, api: Rc<Api>, kind: Listener) {
     loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = stop.rung() => return,
-        };
-        match accepted {
+        match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(connection(api.clone(), stream));
+                monoio::spawn(connection(api.clone(), stream, kind));
             }
             Err(e) => {
                 tracing::warn!("publish API: accept failed: {e}");
@@ -129,20 +152,44 @@ impl Reply {
     }
 }
 
-async fn connection(api: Rc<Api>, mut stream: TcpStream) {
+async fn connection(api: Rc<Api>, mut stream: TcpStream, listener: Listener) {
     let mut buf = Vec::with_capacity(4096);
+    let timeout = Duration::from_millis(api.shared.config.publish.request_timeout_ms);
     loop {
-        let request =
-            monoio::time::timeout(REQUEST_TIMEOUT, read_request(&api, &mut stream, &mut buf)).await;
-        let (head, body) = match request {
-            Ok(Ok(Some(r))) => r,
-            Ok(Ok(None)) | Err(_) => return,
-            Ok(Err(reply)) => {
-                let _ = write_reply(&mut stream, reply, true).await;
-                return;
+        // One deadline for the whole request, head and body: a publisher that sends a byte a
+        // second is cut off, not kept for as long as it keeps sending.
+        let deadline = monoio::time::Instant::now() + timeout;
+        let head = monoio::time::timeout_at(deadline, read_head(&api, &mut stream, &mut buf));
+        let head = match head.await {
+            Ok(Ok(Some(head))) => head,
+            Ok(Ok(None)) => return,
+            Ok(Err(reply)) => return reply_and_close(&mut stream, reply).await,
+            // Idle between requests: close quietly; half a head: say why.
+            Err(_) if buf.is_empty() => return,
+            Err(_) => return timed_out(&api, &mut stream).await,
+        };
+        // Refused before the body is read: an unauthenticated client cannot make this thread
+        // read (and buffer) up to body_bytes_max. With a body left unread the connection closes.
+        let endpoint = match admit(&api, &head, listener) {
+            Ok(endpoint) => endpoint,
+            Err(reply) => {
+                let bodiless = matches!(head.body, BodyKind::None | BodyKind::Length(0));
+                let close = !(bodiless && head.keep_alive);
+                if write_reply(&mut stream, reply, close).await.is_err() || close {
+                    return;
+                }
+                continue;
             }
         };
-        let reply = route(&api, &head, body).await;
+        let body =
+            monoio::time::timeout_at(deadline, read_body(&api, &mut stream, &mut buf, &head));
+        let body = match body.await {
+            Ok(Ok(Some(body))) => body,
+            Ok(Ok(None)) => return,
+            Ok(Err(reply)) => return reply_and_close(&mut stream, reply).await,
+            Err(_) => return timed_out(&api, &mut stream).await,
+        };
+        let reply = serve_endpoint(&api, endpoint, &head, body).await;
         let close = !head.keep_alive;
         if write_reply(&mut stream, reply, close).await.is_err() || close {
             return;
@@ -150,28 +197,39 @@ async fn connection(api: Rc<Api>, mut stream: TcpStream) {
     }
 }
 
+async fn reply_and_close(stream: &mut TcpStream, reply: Reply) {
+    let _ = write_reply(stream, reply, true).await;
+}
+
+/// A request not complete within `publish.request_timeout_ms`: 408, then close.
+async fn timed_out(api: &Api, stream: &mut TcpStream) {
+    let ms = api.shared.config.publish.request_timeout_ms;
+    tracing::info!("publish API: request not complete within {ms} ms: 408, closing");
+    reply_and_close(stream, Reply::error(408, "Request timed out.")).await;
+}
+
 async fn write_reply(stream: &mut TcpStream, r: Reply, close: bool) -> std::io::Result<()> {
     let bytes = http1::simple_response(r.status, r.content_type, &r.extra, &r.body, close);
     stream.write_all(bytes).await.0.map(|_| ())
 }
 
-/// Reads one request (head and body); Ok(None) when the publisher closed the connection.
-async fn read_request(
+/// Reads one request head; Ok(None) when the publisher closed the connection.
+async fn read_head(
     api: &Api,
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-) -> Result<Option<(RequestHead, Vec<u8>)>, Reply> {
+) -> Result<Option<RequestHead>, Reply> {
     let cfg = &api.shared.config.publish;
     let limits = HeadLimits {
         bytes_max: cfg.header_bytes_max,
         headers_max: 100,
     };
-    let head = loop {
+    loop {
         if !buf.is_empty() {
             match http1::parse_request(buf, limits) {
                 Ok(Parsed::Complete(head, used)) => {
                     buf.drain(..used);
-                    break head;
+                    return Ok(Some(head));
                 }
                 Ok(Parsed::NeedMore) => {}
                 Err(e) => return Err(Reply::error(e.status(), &e.to_string())),
@@ -180,7 +238,17 @@ async fn read_request(
         if read_more(stream, buf).await == 0 {
             return Ok(None);
         }
-    };
+    }
+}
+
+/// Reads the body of `head`; Ok(None) when the publisher closed the connection.
+async fn read_body(
+    api: &Api,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+) -> Result<Option<Vec<u8>>, Reply> {
+    let cfg = &api.shared.config.publish;
     if let BodyKind::Length(n) = head.body
         && n > cfg.body_bytes_max as u64
     {
@@ -197,7 +265,7 @@ async fn read_request(
             return Err(Reply::error(413, "Request body too large."));
         }
         if p.done {
-            return Ok(Some((head, body)));
+            return Ok(Some(body));
         }
         if read_more(stream, buf).await == 0 {
             return Ok(None);
@@ -216,33 +284,74 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
     res.unwrap_or(0)
 }
 
-async fn route(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
+/// What a request asks for, once it is allowed.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Publish,
+    Recover,
+    Metrics,
+    Index,
+}
+
+/// Decides from the head alone whether the request is served: the endpoint, or the refusal
+/// (404, 405, 401). Publish, recover and (with `publish.metrics_auth`) metrics need the
+/// configured publish credentials; the metrics listener serves only `/metrics`, openly.
+fn admit(api: &Api, head: &RequestHead, listener: Listener) -> Result<Endpoint, Reply> {
     let path = head.target.split('?').next().unwrap_or("");
-    match path {
-        "/publish" | "/publish/" => {
-            if head.method != "POST" {
-                let mut r = Reply::error(405, "Method not allowed.");
-                r.extra.push(("Allow", "POST"));
-                return r;
+    let get = head.method == "GET" || head.method == "HEAD";
+    let own_metrics_listener = api.shared.config.publish.metrics_listen.is_some();
+    let endpoint = match (listener, path) {
+        (Listener::Metrics, "/metrics") if get => return Ok(Endpoint::Metrics),
+        (Listener::Metrics, _) => return Err(Reply::error(404, "Not found.")),
+        (_, "/publish" | "/publish/") => Endpoint::Publish,
+        (_, "/recover" | "/recover/") => Endpoint::Recover,
+        (_, "/metrics") if get && !own_metrics_listener => Endpoint::Metrics,
+        (_, "/") if get => Endpoint::Index,
+        _ => return Err(Reply::error(404, "Not found.")),
+    };
+    if matches!(endpoint, Endpoint::Publish | Endpoint::Recover) && head.method != "POST" {
+        let mut r = Reply::error(405, "Method not allowed.");
+        r.extra.push(("Allow", "POST"));
+        return Err(r);
+    }
+    let counters = &api.shared.publish_metrics;
+    if matches!(endpoint, Endpoint::Publish) {
+        WorkerMetrics::inc(&counters.requests);
+    }
+    let needs_auth = match endpoint {
+        Endpoint::Publish | Endpoint::Recover => true,
+        Endpoint::Metrics => api.shared.config.publish.metrics_auth,
+        Endpoint::Index => false,
+    };
+    if !needs_auth {
+        return Ok(endpoint);
+    }
+    match api
+        .auth
+        .check(http1::header_value(&head.headers, "authorization"))
+    {
+        Ok(()) => Ok(endpoint),
+        Err(e) => {
+            WorkerMetrics::inc(&counters.unauthorized);
+            let path = crate::redact::target(&head.target);
+            tracing::info!(%path, "publish API: refused: {e}");
+            let mut r = Reply::error(401, &e.to_string());
+            if e == AuthError::Missing {
+                r.extra.push(("WWW-Authenticate", "Bearer"));
             }
-            publish(api, head, body).await
+            Err(r)
         }
-        "/recover" | "/recover/" => {
-            if head.method != "POST" {
-                let mut r = Reply::error(405, "Method not allowed.");
-                r.extra.push(("Allow", "POST"));
-                return r;
-            }
-            if let Err(e) = api
-                .auth
-                .check(http1::header_value(&head.headers, "authorization"))
-            {
-                return Reply::error(401, &e.to_string());
-            }
+    }
+}
+
+async fn serve_endpoint(api: &Api, endpoint: Endpoint, head: &RequestHead, body: Vec<u8>) -> Reply {
+    match endpoint {
+        Endpoint::Publish => publish(api, head, body).await,
+        Endpoint::Recover => {
             api.ingest.recover().await;
             Reply::text(200, "Updated\n")
         }
-        "/metrics" if head.method == "GET" || head.method == "HEAD" => {
+        Endpoint::Metrics => {
             let workers: Vec<&WorkerMetrics> = api.shared.metrics.iter().map(|m| &**m).collect();
             let mut text = crate::metrics::render(&workers, &api.shared.publish_metrics);
             if let Some(link) = &api.shared.cluster {
@@ -255,33 +364,19 @@ async fn route(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
                 extra: vec![],
             }
         }
-        "/" if head.method == "GET" || head.method == "HEAD" => {
-            Reply::text(200, "holdfast publish API: POST /publish/\n")
-        }
-        _ => Reply::error(404, "Not found."),
+        Endpoint::Index => Reply::text(200, "holdfast publish API: POST /publish/\n"),
     }
 }
 
+/// `POST /publish/`, authorised: parse, validate, hand to the workers (and the cluster).
 async fn publish(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
     let counters = &api.shared.publish_metrics;
-    WorkerMetrics::inc(&counters.requests);
-    if let Err(e) = api
-        .auth
-        .check(http1::header_value(&head.headers, "authorization"))
-    {
-        WorkerMetrics::inc(&counters.unauthorized);
-        tracing::info!("publish refused: {e}");
-        let mut r = Reply::error(401, &e.to_string());
-        if e == AuthError::Missing {
-            r.extra.push(("WWW-Authenticate", "Bearer"));
-        }
-        return r;
-    }
     let cfg = &api.shared.config.publish;
     let limits = PublishLimits {
         items_max: cfg.items_max,
         content_bytes_max: cfg.body_bytes_max,
         names: super::settings::name_limits(&api.shared.config.grip),
+        body_patch_ops_max: cfg.body_patch_ops_max,
     };
     let items = match publish::parse_body(&body, &limits) {
         Ok(items) => items,

@@ -49,6 +49,8 @@ pub struct Server {
     /// TLS listener addresses, likewise.
     pub tls_addrs: Vec<SocketAddr>,
     pub publish_addr: SocketAddr,
+    /// `publish.metrics_listen`'s address, when `/metrics` has a listener of its own.
+    pub metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     publish_stop: Arc<Inbox>,
     publish_thread: Option<JoinHandle<()>>,
@@ -99,6 +101,8 @@ fn choose_driver(choice: DriverChoice) -> Result<bool, StartError> {
 /// Checks a config, its routes and its certificates without starting anything, and builds the
 /// reloadable settings from them.
 pub fn check(config: &Config) -> Result<Settings, StartError> {
+    // Secrets given as files are read here, so start-up, reload and check-config all see them.
+    let config = &config.with_secret_files()?;
     config.validate()?;
     if let Some(key) = &config.grip.sig_key {
         crate::origin::sign::SigningKey::parse(key)?;
@@ -128,6 +132,7 @@ pub fn check(config: &Config) -> Result<Settings, StartError> {
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
         let settings = check(&config)?;
+        let config = settings.config.clone();
         let use_uring = choose_driver(config.server.driver)?;
         let workers = config.worker_count();
         for warning in super::host::limit_warnings(&config, workers) {
@@ -165,6 +170,18 @@ impl Server {
                 addr: paddr,
                 source,
             })?;
+        let metrics_listener = match config.publish.metrics_listen {
+            Some(addr) => {
+                let bind = |addr| {
+                    let l = listener::bind_single(addr, config.server.listen_backlog)?;
+                    let bound = l.local_addr()?;
+                    Ok::<_, io::Error>((l, bound))
+                };
+                Some(bind(addr).map_err(|source| StartError::Bind { addr, source })?)
+            }
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
         let cluster_link = config
             .cluster
             .enabled
@@ -199,6 +216,7 @@ impl Server {
         let publish_stop = Arc::new(Inbox::new(1));
         let publish_thread = publish_api::spawn(
             publish_listener,
+            metrics_listener.map(|(l, _)| l),
             shared.clone(),
             publish_stop.clone(),
             use_uring,
@@ -208,10 +226,14 @@ impl Server {
             "holdfast listening on {http_addrs:?}, TLS on {tls_addrs:?} (publish API on \
              {publish_addr}) with {workers} workers",
         );
+        if let Some(addr) = metrics_addr {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
         Ok(Server {
             http_addrs,
             tls_addrs,
             publish_addr,
+            metrics_addr,
             shared,
             publish_stop,
             publish_thread: Some(publish_thread),
@@ -226,7 +248,7 @@ impl Server {
     /// start-up values; the returned list names the ones that differ.
     pub fn reload(&self, config: Config) -> Result<Vec<&'static str>, StartError> {
         let settings = Arc::new(check(&config)?);
-        let restart = super::settings::needs_restart(&self.shared.config, &config);
+        let restart = super::settings::needs_restart(&self.shared.config, &settings.config);
         for inbox in &self.shared.inboxes {
             let mut msg = WorkerMsg::Reload(settings.clone());
             loop {
@@ -290,6 +312,7 @@ fn cluster_limits(config: &Config) -> crate::proto::publish::PublishLimits {
         items_max: config.publish.items_max,
         content_bytes_max: config.publish.body_bytes_max,
         names: super::settings::name_limits(&config.grip),
+        body_patch_ops_max: config.publish.body_patch_ops_max,
     }
 }
 

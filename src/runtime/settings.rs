@@ -128,6 +128,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.publish.listen != new.publish.listen {
         fields.push("publish.listen");
     }
+    if old.publish.metrics_listen != new.publish.metrics_listen {
+        fields.push("publish.metrics_listen");
+    }
     let auth = |c: &Config| {
         (
             c.publish.basic_auth.clone(),
