@@ -350,7 +350,10 @@ fn link_url(raw: &[u8]) -> Result<String, GripError> {
     let inner = raw.strip_prefix(b"<").and_then(|r| r.strip_suffix(b">"));
     match inner.filter(|u| !u.is_empty() && u.iter().all(|b| (0x21..=0x7e).contains(b))) {
         Some(u) => Ok(lossy(u)),
-        None => Err(GripError::BadLink { value: quote(raw) }),
+        // The error reaches a log line and the client's 502: the query (tokens) stays out.
+        None => Err(GripError::BadLink {
+            value: quote(crate::redact::target(&lossy(raw)).as_bytes()),
+        }),
     }
 }
 
