@@ -3,36 +3,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::binary::{BIN, Scratch, parse_listening};
 use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
-
-/// A scratch directory removed at the end of the test.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        Scratch(scratch_dir(name))
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Kills the child if the test ends early.
 struct ChildGuard(Child);
@@ -138,20 +115,6 @@ fn check_config_refuses_unknown_config_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("header_bytes_mx"), "{stderr}");
-}
-
-/// Client and publish addresses from the "listening on [..] (publish API on ..)" log line.
-fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let rest = &line[line.find("listening on [")? + "listening on [".len()..];
-    let http = rest[..rest.find(']')?]
-        .split(',')
-        .next()?
-        .trim()
-        .parse()
-        .ok()?;
-    let rest = &rest[rest.find("publish API on ")? + "publish API on ".len()..];
-    let publish = rest[..rest.find(')')?].trim().parse().ok()?;
-    Some((http, publish))
 }
 
 #[test]

@@ -4,157 +4,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use base64::Engine;
+use common::binary::{Binary, Scratch, check_config};
 use common::*;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
-
-/// A scratch directory removed at the end of the test.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        Scratch(scratch_dir(name))
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// `holdfast ARGS check-config`, with a time limit; stdout and stderr together.
-fn check_config(args: &[&str]) -> (bool, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .arg("check-config")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run holdfast");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "check-config hangs"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&stdout).to_string() + &String::from_utf8_lossy(&stderr);
-    (status.success(), text)
-}
-
-/// A running holdfast whose stdout and stderr lines arrive on `lines`; killed when dropped.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .arg("run")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run holdfast");
-        let (tx, lines) = mpsc::channel();
-        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
-        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
-        for pipe in [out, err] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `needle`; returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("no line with {needle:?} in {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    /// Client and publish addresses, from the "listening on" line.
-    fn addresses(&mut self) -> (SocketAddr, SocketAddr) {
-        let line = self.wait_for("listening on [");
-        let rest = &line[line.find("listening on [").unwrap() + "listening on [".len()..];
-        let http = rest[..rest.find(']').unwrap()]
-            .split(',')
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let rest = &rest[rest.find("publish API on ").unwrap() + "publish API on ".len()..];
-        (
-            http,
-            rest[..rest.find(')').unwrap()].trim().parse().unwrap(),
-        )
-    }
-
-    /// Everything printed so far and for `more` longer.
-    fn output(&mut self, more: Duration) -> String {
-        let end = Instant::now() + more;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => break,
-            }
-        }
-        self.seen.join("\n")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -212,7 +71,7 @@ fn nats_url_credentials_are_never_printed() {
          [cluster]\nenabled = true\nservers = [\"nats://alice:PA55WORD@127.0.0.1:1\"]\n\
          connect_timeout_ms = 200\nreconnect_delay_max_ms = 200\n",
     );
-    let mut hf = Running::start(&["--config", arg(&config)]);
+    let hf = Binary::run(&["--config", arg(&config)]);
     let line = hf.wait_for("connecting to NATS");
     assert!(line.contains("nats://***@127.0.0.1:1"), "{line}");
     let all = hf.output(Duration::from_millis(1500));
@@ -224,7 +83,7 @@ fn origin_errors_log_the_path_without_the_query() {
     let dir = Scratch::new("secret-query");
     // Nothing listens on port 1: every request fails at the origin.
     let routes = dir.file("routes", "* 127.0.0.1:1\n");
-    let mut hf = Running::start(&[
+    let hf = Binary::run(&[
         "--listen",
         "127.0.0.1:0",
         "--publish-listen",
@@ -262,7 +121,7 @@ fn sig_key_file_flag_signs_with_the_files_key() {
     let dir = Scratch::new("sig-key-file");
     let routes = dir.file("routes", &route_to(&origin));
     let key = dir.file("grip.key", "file-s3cret\n");
-    let mut hf = Running::start(&[
+    let hf = Binary::run(&[
         "--listen",
         "127.0.0.1:0",
         "--publish-listen",

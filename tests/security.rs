@@ -19,16 +19,16 @@ use common::binary::Binary;
 use common::*;
 use serde_json::json;
 
-fn publish_status(b: &Binary, item: serde_json::Value) -> (u16, String) {
+fn publish_status(publish: std::net::SocketAddr, item: serde_json::Value) -> (u16, String) {
     let body = items(vec![item]).to_string();
-    let r = post_publish(b.publish, &[], body.as_bytes());
+    let r = post_publish(publish, &[], body.as_bytes());
     (r.status, r.text())
 }
 
 #[test]
 fn identifiers_with_line_breaks_are_refused_at_the_publish_api() {
     let origin = Origin::fixed(ok(b"unused"));
-    let b = Binary::start("sec-ids", 1, &route_to(&origin), "");
+    let (b, _http, publish) = Binary::start("sec-ids", 1, &route_to(&origin), "");
     let smuggled = "1\r\nContent-Length: 0\r\n\r\nGET /admin HTTP/1.1\r\nHost: internal";
     let cases = [
         json!({"channel": "c", "id": smuggled, "formats": {"http-stream": {"content": "x"}}}),
@@ -38,7 +38,7 @@ fn identifiers_with_line_breaks_are_refused_at_the_publish_api() {
         json!({"channel": "c", "id": "i".repeat(513), "formats": {"http-stream": {"content": "x"}}}),
     ];
     for item in cases {
-        let (status, text) = publish_status(&b, item.clone());
+        let (status, text) = publish_status(publish, item.clone());
         assert_eq!(status, 400, "{item}: {text}");
         assert!(
             text.contains("control characters") || text.contains("longer than 512"),
@@ -47,7 +47,7 @@ fn identifiers_with_line_breaks_are_refused_at_the_publish_api() {
     }
     let fine = json!({"channel": "c", "id": "a-1", "prev-id": "a-0",
                       "formats": {"http-stream": {"content": "x"}}});
-    assert_eq!(publish_status(&b, fine).0, 200);
+    assert_eq!(publish_status(publish, fine).0, 200);
     assert!(
         b.wait_log("publish rejected", Duration::from_secs(2))
             .is_some(),
@@ -70,8 +70,8 @@ fn grip_instruct_reason_or_prev_id_with_a_line_break_is_a_502() {
             body.as_bytes(),
         );
         let origin = Origin::fixed(reply);
-        let b = Binary::start("sec-instruct", 1, &route_to(&origin), "");
-        let mut c = Client::connect(b.http);
+        let (_b, http, _publish) = Binary::start("sec-instruct", 1, &route_to(&origin), "");
+        let mut c = Client::connect(http);
         let r = c.send_and_read(&request("GET", "/events", &[], b""));
         assert_eq!(r.status, 502, "{body}: {:?}", r.head);
         assert!(r.header("Set-Cookie").is_none(), "{:?}", r.head);
@@ -111,8 +111,9 @@ fn a_next_link_is_fetched_from_the_route_the_request_took() {
             Reply::Send(ok(b"page 2\n"))
         }
     });
-    let b = Binary::start("sec-links", 1, &two_tenants(&tenant_a, &tenant_b), "");
-    let mut c = Client::connect(b.http);
+    let (_b, http, _publish) =
+        Binary::start("sec-links", 1, &two_tenants(&tenant_a, &tenant_b), "");
+    let mut c = Client::connect(http);
     c.send(&request("GET", "/feed", &[], b""));
     let head = c.read_stream_head();
     assert_eq!(head.status, 200);
@@ -144,8 +145,8 @@ fn a_link_to_another_host_route_is_refused() {
         tenant_b.port(),
         tenant_a.port()
     );
-    let b = Binary::start("sec-host-links", 1, &routes, "");
-    let mut c = Client::connect(b.http);
+    let (b, http, _publish) = Binary::start("sec-host-links", 1, &routes, "");
+    let mut c = Client::connect(http);
     c.send(&request(
         "GET",
         "/feed",
@@ -179,8 +180,8 @@ fn an_absolute_form_target_is_routed_and_rewritten_like_any_request() {
         api.port(),
         fallback.port()
     );
-    let b = Binary::start("sec-absolute", 1, &routes, "");
-    let mut c = Client::connect(b.http);
+    let (_b, http, _publish) = Binary::start("sec-absolute", 1, &routes, "");
+    let mut c = Client::connect(http);
     let r = c.send_and_read(
         b"GET http://Example.COM/api/items?x=1 HTTP/1.1\r\nHost: other.example\r\n\r\n",
     );
@@ -203,8 +204,8 @@ fn an_absolute_form_target_is_routed_and_rewritten_like_any_request() {
 #[test]
 fn headers_only_the_proxy_may_set_never_reach_the_origin_from_a_client() {
     let origin = Origin::fixed(ok(b"fine"));
-    let b = Binary::start("sec-proxy-only", 1, &route_to(&origin), "");
-    let mut c = Client::connect(b.http);
+    let (_b, http, _publish) = Binary::start("sec-proxy-only", 1, &route_to(&origin), "");
+    let mut c = Client::connect(http);
     let headers = [
         ("Content-Type", "application/websocket-events"),
         ("Connection-Id", "someone-elses-websocket"),
@@ -244,11 +245,11 @@ fn a_pooled_origin_connection_with_unsolicited_bytes_is_not_reused() {
         }
     });
     // One worker: the second request would take the first one's pooled connection.
-    let b = Binary::start("sec-pool", 1, &route_to(&origin), "");
-    let mut c = Client::connect(b.http);
+    let (_b, http, _publish) = Binary::start("sec-pool", 1, &route_to(&origin), "");
+    let mut c = Client::connect(http);
     assert_eq!(c.get("/first").text(), "first");
     std::thread::sleep(Duration::from_millis(400));
-    let mut other = Client::connect(b.http);
+    let mut other = Client::connect(http);
     let r = other.get("/second");
     assert_eq!(
         r.text(),
