@@ -3,6 +3,7 @@
 //! checks framing strictly, publishing helpers, and a holdfast instance on ephemeral ports.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod wsraw;
 
 use std::io::{self, Read, Write};

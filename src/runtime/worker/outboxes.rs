@@ -1,0 +1,234 @@
+//! The worker's side of the outboxes: queueing with the slow-consumer policy, the non-blocking
+//! flush, the running total of queued bytes, and the checks that cut stalled subscribers and keep
+//! the worker within its budget.
+//!
+//! Per message per subscriber the cost is a few integer operations: the soft limit is compared,
+//! and only a subscriber past it is written to at once and judged. Stalls are found by the timer
+//! (every tick it looks at the connections that were ever blocked, not at all of them), and the
+//! budget is compared against the running total after each flush pass and tick; only when it is
+//! over are the blocked connections sorted by their last progress.
+
+use bytes::Bytes;
+
+use super::{Queued, Worker};
+use crate::hub::ConnId;
+use crate::metrics::WorkerMetrics;
+use crate::proto::ws;
+use crate::runtime::conns::{ConnSlot, Sink, ev};
+use crate::runtime::outbox::Flush;
+use crate::runtime::slow_consumer::{Backlog, Reason, Verdict};
+
+impl Worker {
+    /// Queues bytes for a held connection and marks it for flushing. Past the soft limit the
+    /// socket first gets a chance to take what it can; then the slow-consumer policy decides.
+    pub fn queue(&self, slot: &mut ConnSlot, id: ConnId, bytes: Bytes) -> Queued {
+        if slot.cut {
+            return Queued::Cut;
+        }
+        // Per subscriber per message: a borrow and a copy of a few integers, not a snapshot.
+        let limits = self.settings.borrow().slow;
+        if slot.outbox.bytes() + bytes.len() > limits.soft_bytes && !slot.write_blocked {
+            self.flush_slot(slot, id, self.now_ms());
+        }
+        match limits.on_queue(slot.backlog(), bytes.len(), self.clock_ms.get()) {
+            Verdict::Queue => {}
+            Verdict::Drop => {
+                WorkerMetrics::inc(&self.metrics.slow_consumer_dropped);
+                tracing::debug!(worker = self.index, "slow consumer: message dropped");
+                return Queued::Dropped;
+            }
+            Verdict::Cut(reason) => {
+                self.cut(slot, id, reason);
+                return Queued::Cut;
+            }
+        }
+        self.push(slot, bytes);
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.borrow_mut().push(id);
+        }
+        Queued::Yes
+    }
+
+    /// Appends to an outbox, keeping the running total; an outbox that was empty starts its
+    /// stall clock now.
+    fn push(&self, slot: &mut ConnSlot, bytes: Bytes) {
+        if slot.outbox.is_empty() {
+            slot.progress_ms = self.clock_ms.get();
+        }
+        self.outbox_total.set(self.outbox_total.get() + bytes.len());
+        slot.outbox.push(bytes);
+    }
+
+    /// Takes `n` bytes that left an outbox off the running total.
+    pub(super) fn unqueued(&self, n: usize) {
+        let total = self.outbox_total.get();
+        debug_assert!(total >= n, "outbox total {total} < {n} unqueued");
+        self.outbox_total.set(total.saturating_sub(n));
+    }
+
+    /// Drops everything queued for a connection (it is going away).
+    fn discard(&self, slot: &mut ConnSlot) {
+        self.unqueued(slot.outbox.bytes());
+        slot.outbox.clear();
+    }
+
+    /// Cuts a slow subscriber: a WebSocket gets close 1008 after the frame being written (the
+    /// stream stays valid), anything else is dropped. Counted and logged once.
+    fn cut(&self, slot: &mut ConnSlot, id: ConnId, reason: Reason) {
+        slot.cut = true;
+        WorkerMetrics::inc(&self.metrics.slow_consumer_cuts[reason as usize]);
+        tracing::info!(
+            worker = self.index,
+            conn = id.key,
+            reason = reason.as_str(),
+            queued_bytes = slot.outbox.bytes(),
+            no_progress_ms = self.clock_ms.get().saturating_sub(slot.progress_ms),
+            "slow consumer cut ({})",
+            reason.as_str()
+        );
+        if slot.sink == Sink::WebSocket {
+            let before = slot.outbox.bytes();
+            slot.outbox.truncate_to_partial_front();
+            self.unqueued(before - slot.outbox.bytes());
+            let mut frame = Vec::with_capacity(32);
+            ws::encode_close_frame(
+                &mut frame,
+                ws::CLOSE_POLICY_VIOLATION,
+                "slow consumer",
+                None,
+            );
+            self.push(slot, Bytes::from(frame));
+            self.change_sink(slot, Sink::None);
+            slot.notify(ev::CLOSE);
+        } else {
+            self.discard(slot);
+            slot.notify(ev::DEAD);
+        }
+    }
+
+    /// One non-blocking flush; on a full socket the task is told to wait for writability (and the
+    /// connection joins the backlog), on an error it is told the connection is dead.
+    pub(super) fn flush_slot(&self, slot: &mut ConnSlot, id: ConnId, now_ms: u64) -> bool {
+        let tls_pending = slot.tls.as_ref().is_some_and(|t| t.wants_write());
+        if slot.outbox.is_empty() && !tls_pending {
+            slot.write_blocked = false;
+            return true;
+        }
+        let before = slot.outbox.bytes();
+        let result = match slot.tls.as_deref_mut() {
+            Some(tls) => slot.outbox.flush_tls(slot.fd, tls),
+            None => slot.outbox.flush(slot.fd),
+        };
+        let written = before - slot.outbox.bytes();
+        if written > 0 {
+            self.unqueued(written);
+            slot.progress_ms = now_ms;
+            WorkerMetrics::add(&self.metrics.bytes_written, written as u64);
+        }
+        match result {
+            Ok(Flush::Done) => {
+                slot.write_blocked = false;
+                true
+            }
+            Ok(Flush::Blocked) => {
+                if !slot.write_blocked {
+                    slot.write_blocked = true;
+                    slot.notify(ev::BLOCKED);
+                    if !slot.backlogged {
+                        slot.backlogged = true;
+                        self.backlog.borrow_mut().push(id);
+                    }
+                }
+                true
+            }
+            Err(_) => {
+                self.discard(slot);
+                slot.notify(ev::DEAD);
+                false
+            }
+        }
+    }
+
+    /// The timer's check: cuts the blocked connections that made no progress for the stall
+    /// timeout, forgets the ones that drained, then holds the worker to its budget.
+    pub(super) fn police_outboxes(&self, now_ms: u64) {
+        let limits = self.settings.borrow().slow;
+        let mut cut = Vec::new();
+        let mut list = std::mem::take(&mut *self.backlog.borrow_mut());
+        {
+            let mut conns = self.conns.borrow_mut();
+            list.retain(|&id| {
+                let Some(slot) = conns.get_mut(id) else {
+                    return false;
+                };
+                if slot.cut || (!slot.write_blocked && slot.outbox.is_empty()) {
+                    slot.backlogged = false;
+                    return false;
+                }
+                if limits.is_stalled(slot.backlog(), now_ms) {
+                    // One more try first: its task may not have run since the socket drained.
+                    self.flush_slot(slot, id, now_ms);
+                    if limits.is_stalled(slot.backlog(), now_ms) {
+                        self.cut(slot, id, Reason::Stalled);
+                        slot.backlogged = false;
+                        cut.push(id);
+                        return false;
+                    }
+                }
+                true
+            });
+        }
+        {
+            // Connections blocked while the list was out were pushed to the (empty) new one.
+            let mut backlog = self.backlog.borrow_mut();
+            list.append(&mut backlog);
+            *backlog = list;
+        }
+        self.enforce_budget(&mut cut);
+        for id in cut {
+            self.unsubscribe_all(id);
+        }
+    }
+
+    /// Over the worker's budget, cuts the backlogged subscribers with the least recent progress
+    /// until the rest fit. Run where every connection not blocked has been flushed (after a flush
+    /// pass, on a tick), so what is queued is what the clients have not taken.
+    pub(super) fn enforce_budget(&self, cut: &mut Vec<ConnId>) {
+        let total = self.outbox_total.get();
+        WorkerMetrics::set(&self.metrics.outbox_bytes, total as u64);
+        let limits = self.settings.borrow().slow;
+        if total <= limits.worker_bytes {
+            return;
+        }
+        let mut conns = self.conns.borrow_mut();
+        let mut candidates: Vec<(ConnId, Backlog)> = self
+            .backlog
+            .borrow()
+            .iter()
+            .filter_map(|&id| {
+                let s = conns.get(id)?;
+                (!s.cut && !s.outbox.is_empty()).then(|| (id, s.backlog()))
+            })
+            .collect();
+        let n = limits.plan_evictions(total, &mut candidates);
+        for &(id, _) in &candidates[..n] {
+            if let Some(slot) = conns.get_mut(id) {
+                self.cut(slot, id, Reason::WorkerBudget);
+                cut.push(id);
+            }
+        }
+        WorkerMetrics::set(&self.metrics.outbox_bytes, self.outbox_total.get() as u64);
+    }
+
+    /// Checks the running total against a full count (debug builds, from the timer now and then).
+    pub(super) fn audit_outbox_total(&self) {
+        let counted = self.conns.borrow().outbox_bytes();
+        debug_assert_eq!(
+            counted,
+            self.outbox_total.get(),
+            "worker {}: outbox total drifted",
+            self.index
+        );
+    }
+}
