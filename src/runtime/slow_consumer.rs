@@ -3,11 +3,17 @@
 //! budget.
 //!
 //! "Progress" is bytes the kernel accepted for the client. A subscriber that keeps draining is
-//! kept past the soft limit, up to the hard cap; one whose queue has not moved for the stall
-//! timeout is cut whatever its size. A never-reader's kernel buffers take the first few hundred
+//! kept past the soft limit, up to the hard cap; one whose queue has not moved (by at least
+//! [`PROGRESS_BYTES_MIN`]) for the stall timeout is cut whatever its size. A never-reader's kernel buffers take the first few hundred
 //! KiB, so its clock starts only once writes are refused and nothing drains.
 
 use crate::config::{HoldConfig, SlowConsumerPolicy};
+
+/// Bytes the kernel must take from an outbox (or all of it) to count as progress. A kernel wakes a
+/// writer only once a third of its send buffer is free, so a client that reads moves tens of KiB
+/// at a time; one that does not read still lets a few KiB through now and then (window probes,
+/// the receive queue compacted), which must not reset its stall clock.
+pub const PROGRESS_BYTES_MIN: usize = 16 * 1024;
 
 /// The limits, copied out of `[hold]` (checked per queued message: plain integers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

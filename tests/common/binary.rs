@@ -116,10 +116,22 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 
 /// `GET /metrics` on a publish listener.
 pub fn metrics(publish: SocketAddr) -> String {
-    let mut c = Client::connect(publish);
-    let r = c.get("/metrics");
-    assert_eq!(r.status, 200, "/metrics answered {}", r.status);
-    r.text()
+    try_metrics(publish).unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+}
+
+/// `GET /metrics`, or why it failed (for watchers that may outlive holdfast).
+pub fn try_metrics(publish: SocketAddr) -> io::Result<String> {
+    let stream = std::net::TcpStream::connect_timeout(&publish, super::IO_TIMEOUT)?;
+    let mut c = Client::from_stream(stream);
+    io::Write::write_all(
+        &mut c.wire.stream,
+        &super::request("GET", "/metrics", &[], b""),
+    )?;
+    let r = c.try_read_response()?;
+    if r.status != 200 {
+        return Err(io::Error::other(format!("/metrics answered {}", r.status)));
+    }
+    Ok(r.text())
 }
 
 /// Polls /metrics every 20 ms until the metric's sum (see [`metric_sum`]) reaches `at_least`;

@@ -16,7 +16,7 @@ use crate::metrics::WorkerMetrics;
 use crate::proto::ws;
 use crate::runtime::conns::{ConnSlot, Sink, ev};
 use crate::runtime::outbox::Flush;
-use crate::runtime::slow_consumer::{Backlog, Reason, Verdict};
+use crate::runtime::slow_consumer::{Backlog, PROGRESS_BYTES_MIN, Reason, Verdict};
 
 impl Worker {
     /// Queues bytes for a held connection and marks it for flushing. Past the soft limit the
@@ -123,7 +123,9 @@ impl Worker {
         let written = before - slot.outbox.bytes();
         if written > 0 {
             self.unqueued(written);
-            slot.progress_ms = now_ms;
+            if slot.outbox.take_progress(PROGRESS_BYTES_MIN) {
+                slot.progress_ms = now_ms;
+            }
             WorkerMetrics::add(&self.metrics.bytes_written, written as u64);
         }
         match result {
@@ -166,15 +168,13 @@ impl Worker {
                     slot.backlogged = false;
                     return false;
                 }
+                // No write is tried here: a socket that drains wakes its task, which writes (and
+                // a socket with a few bytes of room but no wake-up is not a reading client).
                 if limits.is_stalled(slot.backlog(), now_ms) {
-                    // One more try first: its task may not have run since the socket drained.
-                    self.flush_slot(slot, id, now_ms);
-                    if limits.is_stalled(slot.backlog(), now_ms) {
-                        self.cut(slot, id, Reason::Stalled);
-                        slot.backlogged = false;
-                        cut.push(id);
-                        return false;
-                    }
+                    self.cut(slot, id, Reason::Stalled);
+                    slot.backlogged = false;
+                    cut.push(id);
+                    return false;
                 }
                 true
             });
@@ -196,9 +196,9 @@ impl Worker {
     /// pass, on a tick), so what is queued is what the clients have not taken.
     pub(super) fn enforce_budget(&self, cut: &mut Vec<ConnId>) {
         let total = self.outbox_total.get();
-        WorkerMetrics::set(&self.metrics.outbox_bytes, total as u64);
         let limits = self.settings.borrow().slow;
         if total <= limits.worker_bytes {
+            WorkerMetrics::set(&self.metrics.outbox_bytes, total as u64);
             return;
         }
         let mut conns = self.conns.borrow_mut();
