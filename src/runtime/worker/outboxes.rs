@@ -232,3 +232,183 @@ impl Worker {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{Config, HoldConfig};
+    use crate::runtime::Shared;
+
+    const KIB: usize = 1024;
+
+    fn worker(hold: impl FnOnce(&mut HoldConfig)) -> Worker {
+        let mut config = Config::default();
+        hold(&mut config.hold);
+        let routes = crate::routes::RouteTable::default();
+        let shared = Arc::new(Shared {
+            initial: crate::runtime::settings::Settings {
+                config: config.clone(),
+                routes: crate::origin::targets::RoutePlan::resolve(routes).expect("no routes"),
+                tls: None,
+                origin_tls: None,
+            },
+            config,
+            inboxes: vec![Arc::new(crate::hub::inbox::Inbox::new(1))],
+            metrics: vec![Arc::default()],
+            publish_metrics: Arc::default(),
+            admission: crate::runtime::admission::Admission::new(0, 0),
+            cluster: None,
+        });
+        Worker::new(0, shared)
+    }
+
+    /// A streaming subscriber on one end of a socket pair; the test holds the client's end.
+    fn subscriber(w: &Worker) -> (ConnId, UnixStream, UnixStream) {
+        let (ours, client) = UnixStream::pair().expect("socket pair");
+        // A small socket buffer, so what is queued waits in the outbox.
+        socket2::SockRef::from(&ours)
+            .set_send_buffer_size(16 * KIB)
+            .expect("SO_SNDBUF");
+        let id = w.conns.borrow_mut().insert(ours.as_raw_fd());
+        w.set_sink(id, Sink::Stream { chunked: false });
+        (id, ours, client)
+    }
+
+    /// Queues `n` KiB for `id` and flushes the batch.
+    fn flood(w: &Worker, id: ConnId, n: usize) {
+        for _ in 0..n {
+            if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
+                let _ = w.queue(slot, id, Bytes::from(vec![b'x'; KIB]));
+            }
+        }
+        w.flush_dirty();
+    }
+
+    fn slot<T>(w: &Worker, id: ConnId, f: impl FnOnce(&ConnSlot) -> T) -> T {
+        f(w.conns.borrow().get(id).expect("slot"))
+    }
+
+    fn cuts(w: &Worker, r: Reason) -> u64 {
+        w.metrics.slow_consumer_cuts[r as usize].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The client reads up to `n` bytes of what has arrived (never waits for more).
+    fn drain(client: &mut UnixStream, n: usize) -> usize {
+        client.set_nonblocking(true).expect("non-blocking");
+        let mut buf = vec![0u8; n];
+        let mut got = 0;
+        while got < n {
+            match client.read(&mut buf[got..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => got += k,
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_stalled_subscriber_is_cut_by_the_timer_at_the_stall_timeout_not_before() {
+        let w = worker(|h| {
+            h.outbox_bytes_max = 4 * KIB;
+            h.stall_timeout_ms = 1_000;
+        });
+        let (id, _ours, _client) = subscriber(&w);
+        flood(&w, id, 2048);
+        let (blocked, queued, since) = slot(&w, id, |s| {
+            (s.write_blocked, s.outbox.bytes(), s.progress_ms)
+        });
+        assert!(blocked && queued > 0, "2 MiB fill the socket pair");
+        assert_eq!(w.outbox_total.get(), queued);
+        w.police_outboxes(since + 999);
+        assert!(!slot(&w, id, |s| s.cut));
+        w.police_outboxes(since + 1_000);
+        assert_eq!(cuts(&w, Reason::Stalled), 1);
+        assert!(slot(&w, id, |s| s.cut && s.events & ev::DEAD != 0));
+        assert_eq!(w.outbox_total.get(), 0, "a cut stream's queue is freed");
+        w.audit_outbox_total();
+        // Nothing more is queued for it.
+        flood(&w, id, 1);
+        assert_eq!(w.outbox_total.get(), 0);
+    }
+
+    #[test]
+    fn a_draining_subscriber_keeps_its_clock_fresh_past_the_soft_limit() {
+        let w = worker(|h| {
+            h.outbox_bytes_max = 4 * KIB;
+            h.stall_timeout_ms = 1_000;
+        });
+        let (id, _ours, mut client) = subscriber(&w);
+        flood(&w, id, 2048);
+        let before = slot(&w, id, |s| s.progress_ms);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // The client reads a few bytes: not enough to count.
+        assert_eq!(drain(&mut client, 100), 100);
+        w.flush_conn(id);
+        assert_eq!(slot(&w, id, |s| s.progress_ms), before);
+        // It reads everything that arrived (more than 16 KiB): progress.
+        let read = drain(&mut client, usize::MAX >> 40);
+        assert!(read > 16 * KIB, "only {read} bytes had arrived");
+        w.flush_conn(id);
+        let after = slot(&w, id, |s| s.progress_ms);
+        assert!(after > before, "progress stamped ({before} -> {after})");
+        w.police_outboxes(before + 1_000);
+        assert!(!slot(&w, id, |s| s.cut), "it drained since");
+        assert!(
+            slot(&w, id, |s| s.outbox.bytes()) > 4 * KIB,
+            "past the soft limit, kept"
+        );
+        w.audit_outbox_total();
+    }
+
+    #[test]
+    fn over_the_budget_the_stalest_subscriber_goes_first() {
+        let w = worker(|h| {
+            h.outbox_bytes_max = 4 * KIB;
+            h.outbox_hard_bytes_max = 2048 * KIB;
+            h.outbox_bytes_max_per_worker = 2048 * KIB;
+            h.stall_timeout_ms = 0;
+        });
+        let (stale, _a, _ca) = subscriber(&w);
+        let (fresh, _b, _cb) = subscriber(&w);
+        flood(&w, stale, 900);
+        flood(&w, fresh, 900);
+        let total = w.outbox_total.get();
+        assert!(total < 2048 * KIB && cuts(&w, Reason::WorkerBudget) == 0);
+        if let Some(s) = w.conns.borrow_mut().get_mut(stale) {
+            s.progress_ms = 0;
+        }
+        if let Some(s) = w.conns.borrow_mut().get_mut(fresh) {
+            s.progress_ms = 10;
+        }
+        // The fresher one gets more: past the budget at the end of this batch.
+        flood(&w, fresh, 400);
+        assert_eq!(cuts(&w, Reason::WorkerBudget), 1);
+        assert!(slot(&w, stale, |s| s.cut), "the stalest is cut");
+        assert!(
+            !slot(&w, fresh, |s| s.cut),
+            "the fresher one fits once the stalest is gone"
+        );
+        assert!(w.outbox_total.get() <= 2048 * KIB);
+        w.audit_outbox_total();
+    }
+
+    #[test]
+    fn past_the_hard_cap_even_a_fresh_subscriber_is_cut() {
+        let w = worker(|h| {
+            h.outbox_bytes_max = 4 * KIB;
+            h.outbox_hard_bytes_max = 512 * KIB;
+            h.outbox_bytes_max_per_worker = 1024 * KIB;
+        });
+        let (id, _ours, _client) = subscriber(&w);
+        flood(&w, id, 2048);
+        assert_eq!(cuts(&w, Reason::HardCap), 1);
+        assert!(slot(&w, id, |s| s.cut));
+        w.unregister(id, std::net::IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(w.outbox_total.get(), 0);
+    }
+}
