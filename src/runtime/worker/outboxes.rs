@@ -398,6 +398,28 @@ mod tests {
     }
 
     #[test]
+    fn drop_messages_drops_past_the_soft_limit_and_still_cuts_a_stall() {
+        let w = worker(|h| {
+            h.outbox_bytes_max = 64 * KIB;
+            h.stall_timeout_ms = 1_000;
+            h.slow_consumer = crate::config::SlowConsumerPolicy::DropMessages;
+        });
+        let (id, _ours, _client) = subscriber(&w);
+        flood(&w, id, 512);
+        let dropped = w
+            .metrics
+            .slow_consumer_dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let queued = slot(&w, id, |s| s.outbox.bytes());
+        assert!(queued <= 64 * KIB, "held to the soft limit: {queued}");
+        assert!(dropped > 0, "what did not fit is counted as dropped");
+        let since = slot(&w, id, |s| s.progress_ms);
+        w.police_outboxes(since + 1_000);
+        assert_eq!(cuts(&w, Reason::Stalled), 1);
+        w.audit_outbox_total();
+    }
+
+    #[test]
     fn past_the_hard_cap_even_a_fresh_subscriber_is_cut() {
         let w = worker(|h| {
             h.outbox_bytes_max = 4 * KIB;
