@@ -20,6 +20,8 @@ use holdfast::runtime::worker::Worker;
 fn worker() -> Worker {
     let mut config = Config::default();
     config.hold.outbox_bytes_max = usize::MAX / 2;
+    config.hold.outbox_hard_bytes_max = usize::MAX / 2;
+    config.hold.outbox_bytes_max_per_worker = usize::MAX / 2;
     let shared = Arc::new(Shared {
         initial: holdfast::runtime::settings::Settings {
             config: config.clone(),

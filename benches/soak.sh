@@ -248,7 +248,7 @@ echo "channels_at_end=$(gauge holdfast_channels)" >>"$OUT/marks"
 echo "accepted_total=$(gauge holdfast_accepted_connections_total)" >>"$OUT/marks"
 echo "delivered_total=$(gauge holdfast_messages_delivered_total)" >>"$OUT/marks"
 echo "publishes_total=$(gauge holdfast_publishes_received_total)" >>"$OUT/marks"
-echo "slow_consumers_total=$(gauge holdfast_slow_consumers_total)" >>"$OUT/marks"
+echo "slow_consumers_total=$(gauge holdfast_slow_consumer_cuts_total)" >>"$OUT/marks"
 echo "minutes=$MINUTES" >>"$OUT/marks"
 echo "quiesce_s=$QUIESCE_SECS" >>"$OUT/marks"
 phase done

@@ -247,23 +247,43 @@ impl Default for GripConfig {
     }
 }
 
-/// What happens to a subscriber whose outbound queue is over its limit.
+/// What happens to a subscriber that falls behind: past the soft limit (`drop_messages` only),
+/// and when it stalls, reaches the hard cap or is the stalest when the worker's budget is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SlowConsumerPolicy {
-    /// Close the connection (WebSocket: close 1008).
+    /// Keep a draining subscriber past the soft limit; cut it (WebSocket: close 1008 after the
+    /// frame being written; stream: the connection ends) when it stalls, reaches the hard cap,
+    /// or is the stalest subscriber when the worker's budget is full.
     #[default]
     Close,
-    /// Drop the messages that do not fit; the connection stays.
+    /// Drop the messages past the soft limit (counted); the connection stays until it stalls or
+    /// the worker's budget cuts it.
     DropMessages,
 }
 
-/// Held connections: outbound queue limits.
+/// Held connections: how much may wait for a subscriber, and when a slow one is cut.
+///
+/// "Progress" is bytes the kernel accepted for the client. A subscriber that keeps draining is
+/// kept whatever its backlog up to the hard cap; one whose queue has not moved for
+/// `stall_timeout_ms` is cut. Queued bytes are counted per subscriber (a payload shared by N
+/// subscribers counts N times), so the sums below are an upper bound of the memory they hold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HoldConfig {
-    /// Bytes queued for one connection that the client has not read yet.
+    /// Soft limit of bytes queued for one connection. Past it the socket is written at once
+    /// rather than at the end of the batch, and `drop_messages` drops; `close` keeps a subscriber
+    /// that drains.
     pub outbox_bytes_max: usize,
+    /// Hard cap of bytes queued for one connection: past it the subscriber is cut even if it
+    /// drains (it is falling ever further behind).
+    pub outbox_hard_bytes_max: usize,
+    /// Bytes queued for all connections of one worker together: past it the subscribers with the
+    /// least recent progress are cut until the rest fit.
+    pub outbox_bytes_max_per_worker: usize,
+    /// A subscriber with bytes queued and none of them taken by the kernel for this long is cut
+    /// (0: never for that reason).
+    pub stall_timeout_ms: u64,
     pub slow_consumer: SlowConsumerPolicy,
 }
 
@@ -271,8 +291,32 @@ impl Default for HoldConfig {
     fn default() -> Self {
         HoldConfig {
             outbox_bytes_max: 4 * 1024 * 1024,
+            outbox_hard_bytes_max: 64 * 1024 * 1024,
+            outbox_bytes_max_per_worker: 256 * 1024 * 1024,
+            stall_timeout_ms: 30_000,
             slow_consumer: SlowConsumerPolicy::Close,
         }
+    }
+}
+
+impl HoldConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
+        if self.outbox_bytes_max < 1024 {
+            return bad("hold.outbox_bytes_max must be at least 1024");
+        }
+        if self.outbox_hard_bytes_max < self.outbox_bytes_max {
+            return bad("hold.outbox_hard_bytes_max must be at least hold.outbox_bytes_max");
+        }
+        if self.outbox_bytes_max_per_worker < self.outbox_hard_bytes_max {
+            return bad(
+                "hold.outbox_bytes_max_per_worker must be at least hold.outbox_hard_bytes_max",
+            );
+        }
+        if self.stall_timeout_ms != 0 && self.stall_timeout_ms < 100 {
+            return bad("hold.stall_timeout_ms must be 0 (off) or at least 100");
+        }
+        Ok(())
     }
 }
 
@@ -560,9 +604,7 @@ impl Config {
         if self.grip.channels_max == 0 {
             return bad("grip.channels_max must be at least 1");
         }
-        if self.hold.outbox_bytes_max < 1024 {
-            return bad("hold.outbox_bytes_max must be at least 1024");
-        }
+        self.hold.validate()?;
         if let Some(auth) = &self.publish.basic_auth
             && !auth.contains(':')
         {
@@ -722,6 +764,23 @@ mod tests {
             .to_string();
         assert!(!err.contains("s3cret"), "{err}");
         assert!(err.contains("sig_key"), "{err}");
+    }
+
+    #[test]
+    fn hold_limits_must_nest() {
+        let mut c = Config::default();
+        c.hold.outbox_hard_bytes_max = c.hold.outbox_bytes_max - 1;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("outbox_hard_bytes_max"), "{err}");
+        let mut c = Config::default();
+        c.hold.outbox_bytes_max_per_worker = c.hold.outbox_hard_bytes_max - 1;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("outbox_bytes_max_per_worker"), "{err}");
+        let mut c = Config::default();
+        c.hold.stall_timeout_ms = 10;
+        assert!(c.validate().is_err());
+        c.hold.stall_timeout_ms = 0;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -51,7 +51,13 @@ pub struct WorkerMetrics {
     /// Messages queued to subscribers, and bytes written to them by the fan-out.
     pub delivered: AtomicU64,
     pub bytes_written: AtomicU64,
-    pub slow_consumers: AtomicU64,
+    /// Subscribers cut by the slow-consumer policy, by reason (`slow_consumer::Reason` order:
+    /// stalled, hard cap, worker budget).
+    pub slow_consumer_cuts: [AtomicU64; 3],
+    /// Messages not queued for a subscriber past its soft limit (`drop_messages`).
+    pub slow_consumer_dropped: AtomicU64,
+    /// Bytes queued in all of the worker's outboxes (sampled after each flush pass and tick).
+    pub outbox_bytes: AtomicU64,
     pub origin_requests: AtomicU64,
     pub origin_errors: AtomicU64,
     /// Pooled origin connections closed at reuse because bytes or an EOF had arrived unasked.
@@ -160,6 +166,40 @@ fn content_over_limit(out: &mut String, workers: &[&WorkerMetrics]) {
     }
 }
 
+fn slow_consumers(out: &mut String, workers: &[&WorkerMetrics]) {
+    use crate::runtime::slow_consumer::Reason;
+    let name = "holdfast_slow_consumer_cuts_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Subscribers cut by the slow-consumer policy, by reason.",
+    );
+    for (i, w) in workers.iter().enumerate() {
+        for (reason, v) in Reason::ALL.iter().zip(&w.slow_consumer_cuts) {
+            let reason = reason.as_str();
+            let v = v.load(Relaxed);
+            let _ = writeln!(out, "{name}{{worker=\"{i}\",reason=\"{reason}\"}} {v}");
+        }
+    }
+    per_worker(
+        out,
+        workers,
+        "holdfast_slow_consumer_dropped_messages_total",
+        "counter",
+        "Messages not sent to a subscriber past its soft limit (slow_consumer = drop_messages).",
+        |m| &m.slow_consumer_dropped,
+    );
+    per_worker(
+        out,
+        workers,
+        "holdfast_outbox_bytes",
+        "gauge",
+        "Bytes queued for subscribers, counted per subscriber.",
+        |m| &m.outbox_bytes,
+    );
+}
+
 fn histogram(out: &mut String, workers: &[&WorkerMetrics]) {
     let name = "holdfast_publish_to_write_seconds";
     family(
@@ -255,14 +295,7 @@ pub fn render(workers: &[&WorkerMetrics], publish: &PublishMetrics) -> String {
         "Bytes written to subscribers by the fan-out.",
         |m| &m.bytes_written,
     );
-    per_worker(
-        &mut out,
-        w,
-        "holdfast_slow_consumers_total",
-        "counter",
-        "Subscribers over their outbound queue limit.",
-        |m| &m.slow_consumers,
-    );
+    slow_consumers(&mut out, w);
     per_worker(
         &mut out,
         w,
@@ -372,6 +405,9 @@ mod tests {
         assert!(text.contains("holdfast_publish_to_write_seconds_count{worker=\"0\"} 2"));
         assert!(text.contains("holdfast_publishes_received_total 1"));
         assert!(text.contains("# TYPE holdfast_origin_errors_total counter"));
+        assert!(text.contains(
+            "holdfast_slow_consumer_cuts_total{worker=\"0\",reason=\"worker_budget\"} 0"
+        ));
     }
 
     #[test]

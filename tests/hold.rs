@@ -492,14 +492,18 @@ fn http10_stream_is_close_delimited() {
 
 #[test]
 fn slow_consumer_is_closed_and_others_keep_up() {
-    // 400 messages of 16 KB (6.4 MB) overflow the kernel buffers and then the 1 MiB outbox of
-    // a subscriber that never reads. The reading subscriber keeps up but, on a loaded machine,
-    // may lag the unthrottled publisher by a few messages: the limit leaves it that headroom.
+    // 400 messages of 16 KB (6.4 MB) overflow the kernel buffers and then the 1 MiB soft limit of
+    // a subscriber that never reads; with no progress for the stall timeout it is cut. The
+    // reading subscriber keeps up but, on a loaded machine, may lag the unthrottled publisher.
     const POSTS: usize = 400;
     const PER_POST: usize = 1;
     const SIZE: usize = 16 * 1024;
+    const STALL_TIMEOUT_MS: u64 = 1_000;
     let origin = Origin::fixed(stream_hold("slow", b"init\n"));
-    let proxy = Proxy::with(&origin, |c| c.hold.outbox_bytes_max = 1024 * 1024);
+    let proxy = Proxy::with(&origin, |c| {
+        c.hold.outbox_bytes_max = 1024 * 1024;
+        c.hold.stall_timeout_ms = STALL_TIMEOUT_MS;
+    });
     // A subscriber that never reads, with a tiny receive window.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -526,7 +530,16 @@ fn slow_consumer_is_closed_and_others_keep_up() {
         sizes.iter().all(|&n| n == SIZE),
         "the reading subscriber lost data"
     );
-    // The slow one was cut off: it sees the end of the connection before all the data.
+    // The slow one is cut off: once holdfast counted it as stalled (reading earlier would be
+    // progress), it sees the end of the connection before all the data.
+    let cut = common::binary::wait_for_metric(
+        proxy.publish,
+        "holdfast_slow_consumer_cuts_total",
+        &["reason=\"stalled\""],
+        1,
+        Duration::from_secs(10),
+    );
+    assert!(cut.is_some(), "the never-reader was not cut as stalled");
     let (got, _) = slow.wait_closed(Duration::from_secs(5));
     assert!(
         got.len() < POSTS * PER_POST * SIZE,

@@ -6,8 +6,8 @@
 //! - thousands of sockets from one address that send nothing (past
 //!   `server.connections_max_per_ip` they get 503, the rest are closed by the first-request
 //!   timeout);
-//! - WebSocket clients that never read while publishes flood their channel (closed as slow
-//!   consumers past `hold.outbox_bytes_max`);
+//! - WebSocket clients that never read while publishes flood their channel (cut as stalled
+//!   slow consumers once nothing has drained for `hold.stall_timeout_ms`);
 //! - oversized WebSocket frames and oversized request heads (`websocket.message_bytes_max`,
 //!   `http.header_bytes_max`);
 //! - fragmented WebSocket messages that never end (`websocket.fragment_timeout_ms`);
@@ -25,13 +25,12 @@ mod common;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, mpsc};
+use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::binary::*;
 use common::wsraw::*;
 use common::*;
 use holdfast::proto::wsoh::Event;
@@ -39,8 +38,6 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
-
-const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
 
 /// Well-behaved stream subscribers on channel `feed`.
 const SUBSCRIBERS: usize = 1_000;
@@ -62,6 +59,9 @@ const HEADER_TIMEOUT_MS: u64 = 1_000;
 const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 const HEADER_BYTES_MAX: usize = 8_192;
 const OUTBOX_BYTES_MAX: usize = 256 * 1024;
+/// A never-reader is cut this long after its socket stopped taking bytes (the default, 30 s, is
+/// for real networks).
+const STALL_TIMEOUT_MS: u64 = 1_000;
 const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 const FRAGMENT_TIMEOUT_MS: u64 = 1_000;
 const CONTROL_PER_SEC_MAX: u32 = 50;
@@ -88,25 +88,12 @@ const AFTER_GROWTH_MAX_KIB: u64 = 24 * 1024;
 /// Every offender must be closed within this long of starting.
 const OFFENDER_LIMIT: Duration = Duration::from_secs(8);
 
-/// A holdfast child process, killed if the test ends early.
-struct Holdfast {
-    child: Child,
-    http: SocketAddr,
-    publish: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Holdfast {
-    fn start(origin_port: u16) -> Holdfast {
-        let dir = scratch_dir("hostile");
-        let driver = match driver_from_env() {
-            holdfast::config::DriverChoice::Legacy => "legacy",
-            holdfast::config::DriverChoice::Uring => "uring",
-            holdfast::config::DriverChoice::Auto => "auto",
-        };
-        let routes = ws_routes(origin_port).replace('\n', "\\n");
-        let config = format!(
-            r#"[server]
+/// holdfast with this run's limits, in front of the origin on `origin_port`.
+fn start_holdfast(origin_port: u16) -> Holdfast {
+    let driver = driver_name();
+    let routes = ws_routes(origin_port).replace('\n', "\\n");
+    let config = format!(
+        r#"[server]
 listen = ["127.0.0.1:0"]
 workers = 2
 pin_workers = false
@@ -122,6 +109,7 @@ header_bytes_max = {HEADER_BYTES_MAX}
 
 [hold]
 outbox_bytes_max = {OUTBOX_BYTES_MAX}
+stall_timeout_ms = {STALL_TIMEOUT_MS}
 slow_consumer = "close"
 
 [publish]
@@ -133,114 +121,8 @@ control_frames_per_sec_max = {CONTROL_PER_SEC_MAX}
 fragment_timeout_ms = {FRAGMENT_TIMEOUT_MS}
 close_timeout_ms = {CLOSE_TIMEOUT_MS}
 "#
-        );
-        let path = dir.join("holdfast.toml");
-        std::fs::write(&path, config).expect("write the config");
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .arg("run")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run holdfast");
-        // Logs are read to the end (so holdfast never blocks on a full pipe); the addresses come
-        // from the "listening on" line.
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = io::BufRead::lines(io::BufReader::new(stdout));
-            while let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-        });
-        let mut hf = Holdfast {
-            child,
-            http: SocketAddr::from(([0, 0, 0, 0], 0)),
-            publish: SocketAddr::from(([0, 0, 0, 0], 0)),
-            dir,
-        };
-        (hf.http, hf.publish) = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("holdfast never logged its addresses");
-            if let Some(addrs) = parse_listening(&line) {
-                break addrs;
-            }
-        };
-        hf
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Holdfast {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Client and publish addresses from the "listening on [..] (publish API on ..)" log line.
-fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let rest = &line[line.find("listening on [")? + "listening on [".len()..];
-    let http = rest[..rest.find(']')?]
-        .split(',')
-        .next()?
-        .trim()
-        .parse()
-        .ok()?;
-    let rest = &rest[rest.find("publish API on ")? + "publish API on ".len()..];
-    let publish = rest[..rest.find(')')?].trim().parse().ok()?;
-    Some((http, publish))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-/// Samples holdfast's VmRSS every 50 ms until stopped; returns the samples.
-fn rss_sampler(pid: u32, stop: Arc<AtomicBool>) -> JoinHandle<Vec<u64>> {
-    std::thread::spawn(move || {
-        let mut samples = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            samples.push(rss_kib(pid));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        samples
-    })
-}
-
-/// Raises the soft open-files limit to the hard one (holdfast, a child, inherits it).
-fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        }
-    }
-    lim.rlim_cur
+    );
+    Holdfast::start("hostile", &config, "info")
 }
 
 /// The origin: `/feed` is a stream hold on `feed`; WebSocket-over-HTTP on `/ws/flood` subscribes
@@ -484,9 +366,15 @@ async fn idle_sockets(addr: SocketAddr) -> Result<(usize, Duration), String> {
     Ok((refused, start.elapsed()))
 }
 
-/// A WebSocket on `flood` that reads `ready`, then nothing until the flood is over; then it
-/// reads what is left and expects the connection closed and most of the flood missing.
-fn never_reader(addr: SocketAddr, subscribed: Arc<Barrier>, flooded: Arc<Barrier>) -> Outcome {
+/// A WebSocket on `flood` that reads `ready`, then nothing until the flood is over and holdfast
+/// counted the never-readers as stalled; then it reads what is left and expects close 1008, the
+/// connection closed and most of the flood missing.
+fn never_reader(
+    addr: SocketAddr,
+    publish: SocketAddr,
+    subscribed: Arc<Barrier>,
+    flooded: Arc<Barrier>,
+) -> Outcome {
     // A tiny receive buffer, so that the kernel absorbs little of the flood.
     let opened = ws_open(addr, "/ws/flood", Some(4096)).and_then(|mut c| {
         let f = read_frame(&mut c);
@@ -498,12 +386,28 @@ fn never_reader(addr: SocketAddr, subscribed: Arc<Barrier>, flooded: Arc<Barrier
     subscribed.wait();
     let mut c = opened?;
     flooded.wait();
+    // Reading before the cut would be progress (a slow reader is kept): wait for all of them.
+    let cut = wait_for_metric(
+        publish,
+        "holdfast_slow_consumer_cuts_total",
+        &["reason=\"stalled\""],
+        NEVER_READERS as u64,
+        Duration::from_millis(STALL_TIMEOUT_MS * 10),
+    );
+    if cut.is_none() {
+        return Err("the never-readers were not all cut as stalled".into());
+    }
     let mut rest = std::mem::take(&mut c.wire.buf);
     rest.extend(read_until_eof(&mut c.wire.stream, Duration::from_secs(5))?);
     let (code, frames) = close_code(rest)?;
     let total = flood_items();
     if frames >= total {
         return Err(format!("the never-reader got all {frames} flood messages"));
+    }
+    if code != Some(1008) {
+        return Err(format!(
+            "the never-reader was closed with {code:?}, not 1008"
+        ));
     }
     Ok(format!(
         "never-reader closed after {frames} of {total} flood messages (close code {code:?})"
@@ -649,10 +553,6 @@ fn ping_flood(addr: SocketAddr) -> Outcome {
 
 // ---------------------------------------------------------------------------------------------
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
 #[test]
 fn hostile_clients_are_cut_off_while_subscribers_get_everything_in_memory_bounds() {
     let nofile = raise_nofile();
@@ -662,7 +562,7 @@ fn hostile_clients_are_cut_off_while_subscribers_get_everything_in_memory_bounds
         "open-files limit {nofile} is below the {need} this test needs"
     );
     let origin = origin();
-    let hf = Holdfast::start(origin.port());
+    let hf = start_holdfast(origin.port());
     let (http, publish) = (hf.http, hf.publish);
     let rss_idle = rss_kib(hf.pid());
 
@@ -712,7 +612,9 @@ fn hostile_clients_are_cut_off_while_subscribers_get_everything_in_memory_bounds
     let flooded = Arc::new(Barrier::new(NEVER_READERS + 1));
     for _ in 0..NEVER_READERS {
         let (a, b) = (subscribed.clone(), flooded.clone());
-        offenders.push(std::thread::spawn(move || never_reader(http, a, b)));
+        offenders.push(std::thread::spawn(move || {
+            never_reader(http, publish, a, b)
+        }));
     }
     let flood = std::thread::spawn(move || {
         subscribed.wait();

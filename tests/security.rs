@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::binary::Binary;
+use common::binary::Holdfast;
 use common::*;
 use serde_json::json;
 
@@ -28,7 +28,8 @@ fn publish_status(publish: std::net::SocketAddr, item: serde_json::Value) -> (u1
 #[test]
 fn identifiers_with_line_breaks_are_refused_at_the_publish_api() {
     let origin = Origin::fixed(ok(b"unused"));
-    let (b, _http, publish) = Binary::start("sec-ids", 1, &route_to(&origin), "");
+    let hf = Holdfast::with_routes("sec-ids", 1, &route_to(&origin), "");
+    let publish = hf.publish;
     let smuggled = "1\r\nContent-Length: 0\r\n\r\nGET /admin HTTP/1.1\r\nHost: internal";
     let cases = [
         json!({"channel": "c", "id": smuggled, "formats": {"http-stream": {"content": "x"}}}),
@@ -49,7 +50,8 @@ fn identifiers_with_line_breaks_are_refused_at_the_publish_api() {
                       "formats": {"http-stream": {"content": "x"}}});
     assert_eq!(publish_status(publish, fine).0, 200);
     assert!(
-        b.wait_log("publish rejected", Duration::from_secs(2))
+        hf.bin
+            .wait_log("publish rejected", Duration::from_secs(2))
             .is_some(),
         "each refusal is logged"
     );
@@ -70,7 +72,8 @@ fn grip_instruct_reason_or_prev_id_with_a_line_break_is_a_502() {
             body.as_bytes(),
         );
         let origin = Origin::fixed(reply);
-        let (_b, http, _publish) = Binary::start("sec-instruct", 1, &route_to(&origin), "");
+        let hf = Holdfast::with_routes("sec-instruct", 1, &route_to(&origin), "");
+        let http = hf.http;
         let mut c = Client::connect(http);
         let r = c.send_and_read(&request("GET", "/events", &[], b""));
         assert_eq!(r.status, 502, "{body}: {:?}", r.head);
@@ -111,9 +114,8 @@ fn a_next_link_is_fetched_from_the_route_the_request_took() {
             Reply::Send(ok(b"page 2\n"))
         }
     });
-    let (_b, http, _publish) =
-        Binary::start("sec-links", 1, &two_tenants(&tenant_a, &tenant_b), "");
-    let mut c = Client::connect(http);
+    let hf = Holdfast::with_routes("sec-links", 1, &two_tenants(&tenant_a, &tenant_b), "");
+    let mut c = Client::connect(hf.http);
     c.send(&request("GET", "/feed", &[], b""));
     let head = c.read_stream_head();
     assert_eq!(head.status, 200);
@@ -145,7 +147,8 @@ fn a_link_to_another_host_route_is_refused() {
         tenant_b.port(),
         tenant_a.port()
     );
-    let (b, http, _publish) = Binary::start("sec-host-links", 1, &routes, "");
+    let hf = Holdfast::with_routes("sec-host-links", 1, &routes, "");
+    let http = hf.http;
     let mut c = Client::connect(http);
     c.send(&request(
         "GET",
@@ -163,10 +166,11 @@ fn a_link_to_another_host_route_is_refused() {
         "the stream ends instead of following the link"
     );
     assert!(
-        b.wait_log("outside the route", Duration::from_secs(2))
+        hf.bin
+            .wait_log("outside the route", Duration::from_secs(2))
             .is_some(),
         "{}",
-        b.log_text()
+        hf.bin.log_text()
     );
     assert_eq!(tenant_b.requests().len(), 0, "tenant B was never asked");
 }
@@ -180,7 +184,8 @@ fn an_absolute_form_target_is_routed_and_rewritten_like_any_request() {
         api.port(),
         fallback.port()
     );
-    let (_b, http, _publish) = Binary::start("sec-absolute", 1, &routes, "");
+    let hf = Holdfast::with_routes("sec-absolute", 1, &routes, "");
+    let http = hf.http;
     let mut c = Client::connect(http);
     let r = c.send_and_read(
         b"GET http://Example.COM/api/items?x=1 HTTP/1.1\r\nHost: other.example\r\n\r\n",
@@ -204,7 +209,8 @@ fn an_absolute_form_target_is_routed_and_rewritten_like_any_request() {
 #[test]
 fn headers_only_the_proxy_may_set_never_reach_the_origin_from_a_client() {
     let origin = Origin::fixed(ok(b"fine"));
-    let (_b, http, _publish) = Binary::start("sec-proxy-only", 1, &route_to(&origin), "");
+    let hf = Holdfast::with_routes("sec-proxy-only", 1, &route_to(&origin), "");
+    let http = hf.http;
     let mut c = Client::connect(http);
     let headers = [
         ("Content-Type", "application/websocket-events"),
@@ -245,7 +251,8 @@ fn a_pooled_origin_connection_with_unsolicited_bytes_is_not_reused() {
         }
     });
     // One worker: the second request would take the first one's pooled connection.
-    let (_b, http, _publish) = Binary::start("sec-pool", 1, &route_to(&origin), "");
+    let hf = Holdfast::with_routes("sec-pool", 1, &route_to(&origin), "");
+    let http = hf.http;
     let mut c = Client::connect(http);
     assert_eq!(c.get("/first").text(), "first");
     std::thread::sleep(Duration::from_millis(400));

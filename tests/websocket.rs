@@ -1054,8 +1054,12 @@ fn slow_reader_is_dropped_while_others_get_everything() {
     // never reads (the send buffer autotunes up to tcp_wmem's max, 4 MB here): size messages so
     // that 300 of them are 1.5 times that.
     let size = (tcp_send_buffer_max() * 3 / 2 / MESSAGES).max(8 * 1024);
+    const STALL_TIMEOUT_MS: u64 = 1_000;
     let origin = subscribing_origin(&["feed"]);
-    let proxy = ws_proxy(origin.port(), |c| c.hold.outbox_bytes_max = 64 * 1024);
+    let proxy = ws_proxy(origin.port(), |c| {
+        c.hold.outbox_bytes_max = 64 * 1024;
+        c.hold.stall_timeout_ms = STALL_TIMEOUT_MS;
+    });
 
     // The slow reader: a tiny receive buffer, reads "ready" and then nothing.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -1099,7 +1103,16 @@ fn slow_reader_is_dropped_while_others_get_everything() {
         start.elapsed()
     );
 
-    // Now read what the slow reader was sent: holdfast must have dropped it before the end.
+    // Once holdfast counted it as stalled (reading earlier would be progress), read what the
+    // slow reader was sent: holdfast must have dropped it before the end.
+    let cut = common::binary::wait_for_metric(
+        proxy.publish,
+        "holdfast_slow_consumer_cuts_total",
+        &["reason=\"stalled\""],
+        1,
+        Duration::from_millis(STALL_TIMEOUT_MS * 10),
+    );
+    assert!(cut.is_some(), "the slow reader was not cut as stalled");
     let mut buf = std::mem::take(&mut slow.wire.buf);
     let read_start = Instant::now();
     let ended = loop {

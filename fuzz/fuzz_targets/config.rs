@@ -43,6 +43,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(plain.publish.inbox_capacity >= 1);
         assert!(plain.grip.channels_max >= 1);
         assert!(plain.hold.outbox_bytes_max >= 1024);
+        let hold = &plain.hold;
+        assert!(hold.outbox_hard_bytes_max >= hold.outbox_bytes_max);
+        assert!(hold.outbox_bytes_max_per_worker >= hold.outbox_hard_bytes_max);
         assert!(
             plain
                 .publish

@@ -13,6 +13,7 @@ use std::task::Waker;
 use slab::Slab;
 
 use super::outbox::Outbox;
+use super::slow_consumer::Backlog;
 use crate::hub::ConnId;
 use crate::hub::delivery::Delivery;
 use crate::proto::filter::Filter;
@@ -101,6 +102,10 @@ pub struct ConnSlot {
     pub write_blocked: bool,
     /// Queued on the worker's dirty list for the next flush.
     pub dirty: bool,
+    /// On the worker's backlog list (blocked once; the slow-consumer check looks at it).
+    pub backlogged: bool,
+    /// The slow-consumer policy cut it: nothing more is queued, its task ends it.
+    pub cut: bool,
     pub outbox: Outbox,
     pub waker: Option<Waker>,
     pub subs: Vec<Rc<str>>,
@@ -108,8 +113,10 @@ pub struct ConnSlot {
     pub response: Option<Arc<Delivery>>,
     /// Earliest time the timer wheel holds an entry for this connection (0: none).
     pub timer_at_ms: u64,
-    /// When bytes were last written to the client (keep-alive idle mode).
-    pub last_write_ms: u64,
+    /// When the kernel last took bytes from the outbox, or it last became non-empty: a
+    /// subscriber whose queue has not moved since is stalled. Keep-alives in idle mode count
+    /// from it too (bytes written or on their way).
+    pub progress_ms: u64,
     /// Only for holds that use prev-id (reliable delivery); None otherwise.
     pub recovery: Option<Box<Recovery>>,
     /// Only for subscribers with filters or meta; None otherwise.
@@ -128,15 +135,25 @@ impl ConnSlot {
             events: 0,
             write_blocked: false,
             dirty: false,
+            backlogged: false,
+            cut: false,
             outbox: Outbox::default(),
             waker: None,
             subs: Vec::new(),
             response: None,
             timer_at_ms: 0,
-            last_write_ms: 0,
+            progress_ms: 0,
             recovery: None,
             filters: None,
             tls: None,
+        }
+    }
+
+    /// The outbox as the slow-consumer policy sees it.
+    pub fn backlog(&self) -> Backlog {
+        Backlog {
+            queued_bytes: self.outbox.bytes(),
+            progress_ms: self.progress_ms,
         }
     }
 
@@ -207,6 +224,11 @@ impl ConnTable {
                 generation: slot.generation,
             })
             .collect()
+    }
+
+    /// Bytes queued in every outbox (a full scan: for checking the worker's running total).
+    pub fn outbox_bytes(&self) -> usize {
+        self.slab.iter().map(|(_, s)| s.outbox.bytes()).sum()
     }
 
     /// Posts events to a connection if it still exists.

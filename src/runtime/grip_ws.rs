@@ -159,7 +159,7 @@ impl GripWs {
                 .conns
                 .borrow()
                 .get(conn.id)
-                .map_or(0, |c| c.last_write_ms);
+                .map_or(0, |c| c.progress_ms);
             k.next_ms = k.next_ms.max(last_write + k.every_ms);
         }
         if now >= k.next_ms {

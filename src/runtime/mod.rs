@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod publish_api;
 pub mod server;
 pub mod settings;
+pub mod slow_consumer;
 pub mod stream_hold;
 pub mod timer;
 pub mod tls_io;

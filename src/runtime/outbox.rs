@@ -22,6 +22,8 @@ pub struct Outbox {
     bytes: usize,
     /// The first entry has been partly written (dropping it would corrupt the stream).
     front_partial: bool,
+    /// Bytes the socket took since progress was last counted (see [`Outbox::take_progress`]).
+    taken: u32,
 }
 
 /// What a flush achieved.
@@ -57,6 +59,16 @@ impl Outbox {
         let keep = if self.front_partial { 1 } else { 0 };
         self.queue.truncate(keep);
         self.bytes = self.queue.iter().map(Bytes::len).sum();
+    }
+
+    /// Whether the socket took enough since the last time this said yes to count as progress:
+    /// at least `min_bytes`, or everything queued.
+    pub fn take_progress(&mut self, min_bytes: usize) -> bool {
+        if self.taken as usize >= min_bytes || self.queue.is_empty() {
+            self.taken = 0;
+            return true;
+        }
+        false
     }
 
     /// Drops everything queued (the connection is going away).
@@ -115,6 +127,9 @@ impl Outbox {
 
     fn consume(&mut self, mut n: usize) {
         self.bytes -= n;
+        self.taken = self
+            .taken
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         while n > 0 {
             let Some(front) = self.queue.front_mut() else {
                 return;
@@ -230,6 +245,28 @@ mod tests {
         drop(a);
         let mut sink = Vec::new();
         let _ = b.read_to_end(&mut sink);
+    }
+
+    #[test]
+    fn progress_needs_enough_bytes_or_an_empty_outbox() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut o = Outbox::default();
+        o.push(Bytes::from(vec![1u8; 4 << 20]));
+        assert_eq!(o.flush(a.as_raw_fd()).unwrap(), Flush::Blocked);
+        let first = (4 << 20) - o.bytes();
+        assert!(o.take_progress(1), "the first flush took {first} bytes");
+        assert!(!o.take_progress(1), "nothing taken since");
+        let mut chunk = [0u8; 1000];
+        b.read_exact(&mut chunk).unwrap();
+        // A little room: a few bytes go, not enough to count.
+        let _ = o.flush(a.as_raw_fd());
+        assert!(!o.take_progress(usize::MAX));
+        drop(b);
+        o.clear();
+        assert!(
+            o.take_progress(usize::MAX),
+            "an empty outbox is never behind"
+        );
     }
 
     #[test]

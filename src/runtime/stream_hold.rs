@@ -117,7 +117,7 @@ pub fn hold_stream(
             }
             // Queue the head and subscribe in one step: every publish from now on lands after it.
             if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
-                slot.outbox.push(Bytes::from(first));
+                let _ = w.queue(slot, id, Bytes::from(first));
             }
             w.subscribe(id, &spec.channels, Sink::Stream { chunked });
             w.set_filters(id, &spec.filters, &spec.meta);
@@ -297,7 +297,7 @@ fn before_wait(
         return Step::End(left(conn, links));
     }
     let (blocked, empty, last_write) = match w.conns.borrow().get(id) {
-        Some(s) => (s.write_blocked, s.outbox.is_empty(), s.last_write_ms),
+        Some(s) => (s.write_blocked, s.outbox.is_empty(), s.progress_ms),
         None => return Step::End(Outcome::Close),
     };
     if closing && empty {

@@ -19,17 +19,16 @@ use super::Shared;
 use super::bufpool::BufPool;
 use super::client;
 use super::conns::{ConnSlot, ConnTable, Sink, SubscriberFilters, ev};
-use super::outbox::Flush;
 use super::settings::{Settings, WorkerSettings};
 use super::timer::TimerWheel;
-use crate::config::SlowConsumerPolicy;
 use crate::hub::ConnId;
 use crate::hub::channels::ChannelTable;
 use crate::hub::inbox::WorkerMsg;
 use crate::metrics::WorkerMetrics;
 use crate::origin::pool::{InFlightLimit, OriginPool};
 use crate::proto::filter::Filter;
-use crate::proto::ws;
+
+mod outboxes;
 
 /// Messages handled per inbox drain before the worker flushes and lets other tasks run.
 const DRAIN_BATCH_MAX: usize = 4096;
@@ -39,14 +38,16 @@ const LAST_IDS_MAX: usize = 100_000;
 const TIMER_TICK_MS: u64 = 50;
 /// Slots in the timer wheel (one turn = TIMER_TICK_MS * TIMER_SLOTS).
 const TIMER_SLOTS: usize = 2048;
+/// Debug builds check the running outbox total against a full count every this many ticks.
+const AUDIT_EVERY_TICKS: u64 = 20;
 
 /// What happened to bytes handed to [`Worker::queue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
     Yes,
-    /// Over the limit, dropped (policy `drop_messages`).
+    /// Past the soft limit, dropped (policy `drop_messages`).
     Dropped,
-    /// Over the limit, the connection is being closed (policy `close`).
+    /// The slow-consumer policy cut the connection (now or earlier): it takes nothing more.
     Cut,
 }
 
@@ -67,6 +68,12 @@ pub struct Worker {
     /// The last id published on each channel (for the first-hold prev-id check).
     pub last_ids: RefCell<HashMap<Box<str>, Box<str>>>,
     dirty: RefCell<Vec<ConnId>>,
+    /// Connections whose socket refused bytes since the timer last looked (each once).
+    backlog: RefCell<Vec<ConnId>>,
+    /// Bytes queued in all outboxes of this worker (kept on every push and write).
+    outbox_total: Cell<usize>,
+    /// The last reading of the worker's clock (`now_ms`), for stamps on the per-message path.
+    clock_ms: Cell<u64>,
     epoch: Instant,
     stopping: Cell<bool>,
     /// Tasks waiting in `stopped()`, one entry per waiting future (removed when it is dropped).
@@ -92,6 +99,9 @@ impl Worker {
             timers: RefCell::new(TimerWheel::new(TIMER_TICK_MS, TIMER_SLOTS, 0)),
             last_ids: RefCell::new(HashMap::new()),
             dirty: RefCell::new(Vec::new()),
+            backlog: RefCell::new(Vec::new()),
+            outbox_total: Cell::new(0),
+            clock_ms: Cell::new(0),
             epoch: Instant::now(),
             stopping: Cell::new(false),
             stop_wakers: RefCell::new(slab::Slab::new()),
@@ -128,9 +138,12 @@ impl Worker {
         tracing::info!(worker = self.index, "settings reloaded");
     }
 
-    /// Milliseconds since this worker started (the worker's own monotonic clock).
+    /// Milliseconds since this worker started (the worker's own monotonic clock). Each reading
+    /// is kept for the per-message path, which stamps without reading the clock.
     pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.clock_ms.set(now);
+        now
     }
 
     /// Runs the worker until shutdown has been requested and its connections are gone (or the
@@ -204,7 +217,9 @@ impl Worker {
         if let Some(slot) = self.conns.borrow_mut().get_mut(id) {
             self.change_sink(slot, Sink::None);
         }
-        if self.conns.borrow_mut().remove(id).is_some() {
+        let removed = self.conns.borrow_mut().remove(id);
+        if let Some(slot) = removed {
+            self.unqueued(slot.outbox.bytes());
             WorkerMetrics::dec(&self.metrics.connections);
         }
     }
@@ -436,57 +451,6 @@ impl Worker {
         Poll::Pending
     }
 
-    /// Queues bytes for a held connection and marks it for flushing. Over the outbox limit, the
-    /// socket first gets a chance to take what it can; only a subscriber still over the limit
-    /// after that meets the slow-consumer policy.
-    pub fn queue(&self, slot: &mut ConnSlot, id: ConnId, bytes: bytes::Bytes) -> Queued {
-        // Per subscriber per message: a borrow, not a snapshot.
-        let max = self.settings.borrow().config.hold.outbox_bytes_max;
-        if slot.outbox.bytes() + bytes.len() > max && !slot.write_blocked {
-            flush_slot(slot, self.now_ms(), &self.metrics);
-        }
-        if slot.outbox.bytes() + bytes.len() > max {
-            return self.over_limit(slot, max);
-        }
-        slot.outbox.push(bytes);
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty.borrow_mut().push(id);
-        }
-        Queued::Yes
-    }
-
-    fn over_limit(&self, slot: &mut ConnSlot, max: usize) -> Queued {
-        WorkerMetrics::inc(&self.metrics.slow_consumers);
-        if self.settings().config.hold.slow_consumer == SlowConsumerPolicy::DropMessages {
-            tracing::debug!(worker = self.index, "slow consumer: message dropped");
-            return Queued::Dropped;
-        }
-        tracing::info!(
-            worker = self.index,
-            "closing slow consumer: {} bytes unread (limit {max})",
-            slot.outbox.bytes()
-        );
-        if slot.sink == Sink::WebSocket {
-            // Finish the frame being written, then a close frame: the stream stays valid.
-            slot.outbox.truncate_to_partial_front();
-            let mut frame = Vec::with_capacity(32);
-            ws::encode_close_frame(
-                &mut frame,
-                ws::CLOSE_POLICY_VIOLATION,
-                "slow consumer",
-                None,
-            );
-            slot.outbox.push(bytes::Bytes::from(frame));
-            self.change_sink(slot, Sink::None);
-            slot.notify(ev::CLOSE);
-        } else {
-            slot.outbox.clear();
-            slot.notify(ev::DEAD);
-        }
-        Queued::Cut
-    }
-
     /// Gives a connection accepted on a TLS listener its session, with the certificates
     /// current now (a reload changes them for later connections only).
     fn start_tls(&self, id: ConnId) -> bool {
@@ -518,7 +482,7 @@ impl Worker {
         let now = self.now_ms();
         let mut conns = self.conns.borrow_mut();
         match conns.get_mut(id) {
-            Some(slot) => flush_slot(slot, now, &self.metrics),
+            Some(slot) => self.flush_slot(slot, id, now),
             None => false,
         }
     }
@@ -534,62 +498,34 @@ impl Worker {
         }
     }
 
-    /// Flushes every connection that had bytes queued since the last flush.
+    /// Flushes every connection that had bytes queued since the last flush, then holds the
+    /// worker to its outbox budget (what is still queued is what clients have not taken).
     pub fn flush_dirty(&self) {
         let now = self.now_ms();
         let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
-        let mut conns = self.conns.borrow_mut();
-        for id in &dirty {
-            if let Some(slot) = conns.get_mut(*id) {
-                slot.dirty = false;
-                if !slot.write_blocked {
-                    flush_slot(slot, now, &self.metrics);
+        {
+            let mut conns = self.conns.borrow_mut();
+            for &id in &dirty {
+                if let Some(slot) = conns.get_mut(id) {
+                    slot.dirty = false;
+                    if !slot.write_blocked {
+                        self.flush_slot(slot, id, now);
+                    }
                 }
             }
         }
-        let mut list = self.dirty.borrow_mut();
-        if list.is_empty() {
-            // Keep the allocation for the next batch.
-            *list = dirty;
-            list.clear();
-        }
-    }
-}
-
-/// One non-blocking flush; on a full socket the task is told to wait for writability, on an
-/// error it is told the connection is dead.
-fn flush_slot(slot: &mut ConnSlot, now_ms: u64, metrics: &WorkerMetrics) -> bool {
-    let tls_pending = slot.tls.as_ref().is_some_and(|t| t.wants_write());
-    if slot.outbox.is_empty() && !tls_pending {
-        slot.write_blocked = false;
-        return true;
-    }
-    let before = slot.outbox.bytes();
-    let result = match slot.tls.as_deref_mut() {
-        Some(tls) => slot.outbox.flush_tls(slot.fd, tls),
-        None => slot.outbox.flush(slot.fd),
-    };
-    WorkerMetrics::add(
-        &metrics.bytes_written,
-        (before - slot.outbox.bytes()) as u64,
-    );
-    match result {
-        Ok(Flush::Done) => {
-            slot.write_blocked = false;
-            slot.last_write_ms = now_ms;
-            true
-        }
-        Ok(Flush::Blocked) => {
-            if !slot.write_blocked {
-                slot.write_blocked = true;
-                slot.notify(ev::BLOCKED);
+        {
+            let mut list = self.dirty.borrow_mut();
+            if list.is_empty() {
+                // Keep the allocation for the next batch.
+                *list = dirty;
+                list.clear();
             }
-            true
         }
-        Err(_) => {
-            slot.outbox.clear();
-            slot.notify(ev::DEAD);
-            false
+        let mut cut = Vec::new();
+        self.enforce_budget(&mut cut);
+        for id in cut {
+            self.unsubscribe_all(id);
         }
     }
 }
@@ -684,6 +620,7 @@ async fn inbox_loop(w: Rc<Worker>) {
     let mut published = Vec::new();
     loop {
         inbox.rung().await;
+        w.now_ms();
         WorkerMetrics::set(&w.metrics.inbox_depth, inbox.len() as u64);
         let mut handled = 0;
         while let Some(msg) = inbox.pop() {
@@ -700,6 +637,7 @@ async fn inbox_loop(w: Rc<Worker>) {
             if handled % DRAIN_BATCH_MAX == 0 {
                 w.flush_batch(&mut published);
                 super::yield_now().await;
+                w.now_ms();
             }
         }
         w.flush_batch(&mut published);
@@ -708,6 +646,7 @@ async fn inbox_loop(w: Rc<Worker>) {
 
 async fn timer_loop(w: Rc<Worker>) {
     let mut due = Vec::new();
+    let mut ticks = 0u64;
     loop {
         monoio::time::sleep(Duration::from_millis(TIMER_TICK_MS)).await;
         let now = w.now_ms();
@@ -715,12 +654,19 @@ async fn timer_loop(w: Rc<Worker>) {
             c.flush();
         }
         w.timers.borrow_mut().expire(now, &mut due);
-        let mut conns = w.conns.borrow_mut();
-        for id in due.drain(..) {
-            if let Some(slot) = conns.get_mut(id) {
-                slot.timer_at_ms = 0;
-                slot.notify(ev::TIMER);
+        {
+            let mut conns = w.conns.borrow_mut();
+            for id in due.drain(..) {
+                if let Some(slot) = conns.get_mut(id) {
+                    slot.timer_at_ms = 0;
+                    slot.notify(ev::TIMER);
+                }
             }
+        }
+        w.police_outboxes(now);
+        ticks += 1;
+        if cfg!(debug_assertions) && ticks.is_multiple_of(AUDIT_EVERY_TICKS) {
+            w.audit_outbox_total();
         }
     }
 }

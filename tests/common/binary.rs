@@ -1,16 +1,19 @@
 //! The release-shaped holdfast: the `holdfast` binary as a child process, with a config file in a
 //! scratch directory, its log lines (stdout and stderr) collected, and its addresses read from the
-//! "listening on" line. Tests that must go through exactly what an operator runs use this rather
-//! than the in-process server.
+//! "listening on" line. Tests that must go through exactly what an operator runs (or measure
+//! holdfast's own memory) use this rather than the in-process server. Also: reading /metrics
+//! (of a child or an in-process instance) and sampling a process's VmRSS.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{driver_from_env, scratch_dir};
+use super::{Client, driver_from_env, scratch_dir};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
 
@@ -56,11 +59,16 @@ pub struct Binary {
 impl Binary {
     /// `holdfast ARGS run` with info logs; nothing is awaited.
     pub fn run(args: &[&str]) -> Binary {
+        Binary::run_logging(args, "info")
+    }
+
+    /// `holdfast ARGS run` with `RUST_LOG=log_level`; nothing is awaited.
+    pub fn run_logging(args: &[&str], log_level: &str) -> Binary {
         let mut child = Command::new(BIN)
             .args(args)
             .arg("run")
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_level)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -83,34 +91,6 @@ impl Binary {
             lines,
             _dir: None,
         }
-    }
-
-    /// Starts holdfast on a config of ephemeral ports, `workers` workers and `routes`, with
-    /// `sections` (more TOML) appended, and waits until it listens. Returns it and its client and
-    /// publish addresses.
-    pub fn start(
-        tag: &str,
-        workers: usize,
-        routes: &str,
-        sections: &str,
-    ) -> (Binary, SocketAddr, SocketAddr) {
-        let dir = Scratch::new(tag);
-        let driver = match driver_from_env() {
-            holdfast::config::DriverChoice::Legacy => "legacy",
-            holdfast::config::DriverChoice::Uring => "uring",
-            holdfast::config::DriverChoice::Auto => "auto",
-        };
-        let routes = routes.replace('\n', "\\n");
-        let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\npin_workers = false\n\
-             driver = \"{driver}\"\nroutes = \"{routes}\"\nshutdown_timeout_ms = 1000\n\n\
-             [publish]\nlisten = \"127.0.0.1:0\"\n\n{sections}\n"
-        );
-        let path = dir.file("holdfast.toml", &config);
-        let mut b = Binary::run(&["--config", path.to_str().expect("a UTF-8 path")]);
-        b._dir = Some(dir);
-        let (http, publish) = b.addresses();
-        (b, http, publish)
     }
 
     /// The first line containing `needle`, waiting up to `limit` for it.
@@ -161,6 +141,62 @@ impl Drop for Binary {
     }
 }
 
+/// The `server.driver` value for the driver the tests run on (`HOLDFAST_TEST_DRIVER`).
+pub fn driver_name() -> &'static str {
+    match driver_from_env() {
+        holdfast::config::DriverChoice::Legacy => "legacy",
+        holdfast::config::DriverChoice::Uring => "uring",
+        holdfast::config::DriverChoice::Auto => "auto",
+    }
+}
+
+/// A running holdfast whose addresses are known; killed when dropped.
+pub struct Holdfast {
+    pub bin: Binary,
+    pub http: SocketAddr,
+    pub publish: SocketAddr,
+}
+
+impl Holdfast {
+    /// Runs the binary with `config` (a whole TOML file; listeners on port 0) at `log_level`,
+    /// and waits until it listens.
+    pub fn start(name: &str, config: &str, log_level: &str) -> Holdfast {
+        let dir = Scratch::new(name);
+        let path = dir.file("holdfast.toml", config);
+        let mut bin = Binary::run_logging(&["--config", path.to_str().expect("UTF-8")], log_level);
+        bin._dir = Some(dir);
+        let (http, publish) = bin.addresses();
+        Holdfast { bin, http, publish }
+    }
+
+    /// holdfast on ephemeral ports with `workers` workers and `routes`, with `sections` (more
+    /// TOML) appended.
+    pub fn with_routes(name: &str, workers: usize, routes: &str, sections: &str) -> Holdfast {
+        let routes = routes.replace('\n', "\\n");
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\npin_workers = false\n\
+             driver = \"{}\"\nroutes = \"{routes}\"\nshutdown_timeout_ms = 1000\n\n\
+             [publish]\nlisten = \"127.0.0.1:0\"\n\n{sections}\n",
+            driver_name()
+        );
+        Holdfast::start(name, &config, "info")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.bin.pid()
+    }
+
+    /// `GET /metrics` on the publish listener.
+    pub fn metrics(&self) -> String {
+        metrics(self.publish)
+    }
+
+    /// Every line logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.bin.lines.seen.lock().unwrap().clone()
+    }
+}
+
 /// Client and publish addresses from the "listening on [..] (publish API on ..)" log line.
 pub fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     let rest = &line[line.find("listening on [")? + "listening on [".len()..];
@@ -194,4 +230,109 @@ pub fn check_config(args: &[&str]) -> (bool, String) {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
+}
+
+/// `GET /metrics` on a publish listener.
+pub fn metrics(publish: SocketAddr) -> String {
+    try_metrics(publish).unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+}
+
+/// `GET /metrics`, or why it failed (for watchers that may outlive holdfast).
+pub fn try_metrics(publish: SocketAddr) -> io::Result<String> {
+    let stream = std::net::TcpStream::connect_timeout(&publish, super::IO_TIMEOUT)?;
+    let mut c = Client::from_stream(stream);
+    io::Write::write_all(
+        &mut c.wire.stream,
+        &super::request("GET", "/metrics", &[], b""),
+    )?;
+    let r = c.try_read_response()?;
+    if r.status != 200 {
+        return Err(io::Error::other(format!("/metrics answered {}", r.status)));
+    }
+    Ok(r.text())
+}
+
+/// Polls /metrics every 20 ms until the metric's sum (see [`metric_sum`]) reaches `at_least`;
+/// returns how long that took, None past `limit`.
+pub fn wait_for_metric(
+    publish: SocketAddr,
+    name: &str,
+    labels: &[&str],
+    at_least: u64,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if metric_sum(&metrics(publish), name, labels) >= at_least {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The sum of a metric's samples (over all its labels) whose labels contain every one of
+/// `labels` (e.g. `reason="stalled"`).
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let rest = key.strip_prefix(name)?;
+            let matches = (rest.is_empty() || rest.starts_with('{'))
+                && labels.iter().all(|want| rest.contains(want));
+            if matches {
+                value.parse::<u64>().ok()
+            } else {
+                None
+            }
+        })
+        .sum()
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Samples holdfast's VmRSS every 50 ms until stopped; returns the samples.
+pub fn rss_sampler(pid: u32, stop: Arc<AtomicBool>) -> JoinHandle<Vec<u64>> {
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            samples.push(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        samples
+    })
+}
+
+/// Raises the soft open-files limit to the hard one (holdfast, a child, inherits it).
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
