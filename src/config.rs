@@ -226,6 +226,9 @@ pub struct GripConfig {
     /// Longest subscription meta value, in bytes (`Grip-Set-Meta`, WebSocket `set-meta`,
     /// `Set-Meta-*`; sent back to the origin as `Meta-*` headers).
     pub meta_value_bytes_max: usize,
+    /// Meta entries one WebSocket-over-HTTP connection holds (`set-meta`, `Set-Meta-*`); each is
+    /// a `Meta-*` header on every request to the origin. A new name past it is refused (logged).
+    pub meta_entries_max: usize,
     /// Content a `var-subst` or `build-id` filter produces for one subscriber, in bytes; an item
     /// whose output would be larger is not delivered to that subscriber (counted, logged).
     pub filter_output_bytes_max: usize,
@@ -242,6 +245,7 @@ impl Default for GripConfig {
             channel_bytes_max: 512,
             id_bytes_max: 512,
             meta_value_bytes_max: 1024,
+            meta_entries_max: 32,
             filter_output_bytes_max: 1_000_000,
         }
     }

@@ -41,10 +41,16 @@ impl GripWs {
         }
     }
 
-    /// Sets (Some) or deletes (None or empty) one meta entry.
-    pub fn set_meta(&mut self, name: String, value: Option<String>) {
+    /// Sets (Some) or deletes (None or empty) one meta entry. A new name past `entries_max`
+    /// entries is refused (logged): every entry rides on each request to the origin as a
+    /// `Meta-*` header, so their number is bounded like their size.
+    pub fn set_meta(&mut self, name: String, value: Option<String>, entries_max: usize) {
         self.meta.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
         if let Some(v) = value.filter(|v| !v.is_empty()) {
+            if self.meta.len() >= entries_max {
+                tracing::info!("websocket: meta {name:?} refused: {entries_max} entries already");
+                return;
+            }
             self.meta.push((name, v));
         }
     }
@@ -111,7 +117,7 @@ impl GripWs {
             }
             Control::Detach => self.detached = true,
             Control::SetMeta { name, value } => {
-                self.set_meta(name, value);
+                self.set_meta(name, value, w.settings().config.grip.meta_entries_max);
                 w.set_subscription_meta(conn.id, &self.meta);
             }
             Control::KeepAlive {
@@ -198,4 +204,23 @@ pub fn queue_close(conn: &ClientConn, code: u16, reason: &str) {
     let mut frame = Vec::with_capacity(ws::HEADER_BYTES_MAX + 125);
     ws::encode_close_frame(&mut frame, code, reason, None);
     queue_bytes(conn, Bytes::from(frame));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_entries_are_bounded_but_existing_ones_stay_updatable() {
+        let mut g = GripWs::new(None, String::new());
+        g.set_meta("a".into(), Some("1".into()), 2);
+        g.set_meta("b".into(), Some("2".into()), 2);
+        g.set_meta("c".into(), Some("3".into()), 2);
+        assert_eq!(g.meta.len(), 2, "a third name is refused");
+        g.set_meta("A".into(), Some("changed".into()), 2);
+        assert!(g.meta.iter().any(|(n, v)| n == "A" && v == "changed"));
+        g.set_meta("b".into(), None, 2);
+        g.set_meta("c".into(), Some("3".into()), 2);
+        assert_eq!(g.meta.len(), 2, "a deletion makes room");
+    }
 }

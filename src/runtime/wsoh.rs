@@ -109,10 +109,12 @@ impl WsohSession {
     }
 
     fn apply_reply_headers(&mut self, reply: &Reply) {
-        let limits = super::settings::name_limits(&self.template.route().settings().config.grip);
+        let route = self.template.route();
+        let grip = &route.settings().config.grip;
+        let limits = super::settings::name_limits(grip);
         for update in wsoh::set_meta_updates(reply.header_pairs(), &limits) {
             match update {
-                Ok((name, value)) => self.grip.set_meta(name, value),
+                Ok((name, value)) => self.grip.set_meta(name, value, grip.meta_entries_max),
                 Err(e) => tracing::info!("websocket-over-http: Set-Meta ignored: {e}"),
             }
         }
