@@ -4,7 +4,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use holdfast::hub::delivery::Delivery;
 use holdfast::proto::grip::{self, GripLimits};
-use holdfast::proto::http1::{ChunkedDecoder, HeadLimits, parse_request};
+use holdfast::proto::http1::{ChunkedDecoder, HeadLimits, HeadWriter, Parsed, parse_request};
 use holdfast::proto::publish::{PublishLimits, parse_body};
 use holdfast::proto::ws::{self, Opcode, Session, SessionLimits};
 use std::hint::black_box;
@@ -20,6 +20,19 @@ fn http1(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(REQUEST.len() as u64));
     g.bench_function("parse_request_head", |b| {
         b.iter(|| parse_request(black_box(REQUEST), limits))
+    });
+    // The validating encoder (every head holdfast writes), against the parse of the same head.
+    let Ok(Parsed::Complete(head, _)) = parse_request(REQUEST, limits) else {
+        panic!("the bench request parses");
+    };
+    g.bench_function("encode_request_head", |b| {
+        b.iter(|| {
+            let mut w = HeadWriter::request(&head.method, &head.target, 512);
+            for h in &head.headers {
+                w.header(&h.name, &h.value);
+            }
+            black_box(w.finish())
+        })
     });
     let mut body = Vec::new();
     for _ in 0..64 {
