@@ -298,3 +298,61 @@ fn the_gone_link_is_posted_when_a_stream_client_leaves() {
     assert_eq!(gone.method, "POST");
     assert_eq!(gone.path, "/left?who=me");
 }
+
+#[test]
+fn items_dropped_for_a_slow_reader_come_back_through_the_next_link() {
+    let log = Arc::new(Log {
+        events: Mutex::new(Vec::new()),
+    });
+    let origin = event_origin(log.clone());
+    let proxy = Proxy::with(&origin, |c| {
+        c.hold.slow_consumer = holdfast::config::SlowConsumerPolicy::DropMessages;
+        c.hold.outbox_bytes_max = 16 * 1024;
+        c.hold.stall_timeout_ms = 0;
+        c.server.socket_send_buffer_bytes = 4096;
+    });
+    // A reader with a small receive buffer that does not read while the items are published.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&proxy.http.into()).unwrap();
+    let mut client = Client::from_stream(socket.into());
+    client.set_timeout(Duration::from_secs(10));
+    client.send(&request("GET", "/events", &[("Host", "example.com")], b""));
+    client.read_stream_head();
+    std::thread::sleep(Duration::from_millis(100));
+    let padding = "x".repeat(4096);
+    const N: u32 = 100;
+    for n in 1..=N {
+        log.events.lock().unwrap().push(n);
+        let item = json!({
+            "channel": "a", "id": n.to_string(), "prev-id": (n - 1).to_string(),
+            "formats": {"http-stream": {"content": format!("id: {n}\ndata: {padding}\n\n")}}
+        });
+        proxy.publish(&items(vec![item]));
+    }
+    let ids = read_ids(&mut client, N as usize);
+    assert_eq!(
+        ids,
+        (1..=N).collect::<Vec<_>>(),
+        "every item, once, in order"
+    );
+    let m = publish_request(proxy.publish, "GET", "/metrics", &[], b"").text();
+    let dropped: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("holdfast_slow_consumer_dropped_messages_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        dropped > 0,
+        "the reader was slow enough to have items dropped"
+    );
+    let fetches = origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.header("grip-last").is_some())
+        .count();
+    assert!(
+        fetches >= 1,
+        "the dropped items were fetched from the origin"
+    );
+}

@@ -248,12 +248,35 @@ fn deliver_replaced(
     };
     match w.queue(slot, id, bytes) {
         Queued::Yes => true,
-        Queued::Dropped => false,
+        Queued::Dropped => {
+            if matches!(slot.sink, Sink::Stream { .. }) {
+                recover_dropped(slot, d);
+            }
+            false
+        }
         Queued::Cut => {
             finished.push(id);
             false
         }
     }
+}
+
+/// An item dropped by `slow_consumer = "drop_messages"` for a stream that tracks prev-ids (the
+/// protocol's recovery signal): the channel's last id goes back to what the subscriber really
+/// got, and it fetches from the origin (next link with `Grip-Last`), which sends what it missed;
+/// items published meanwhile wait for the fetch as after any conflict. Without prev-ids a drop
+/// is only counted.
+fn recover_dropped(slot: &mut ConnSlot, d: &Delivery) {
+    let Some(rec) = slot.recovery.as_deref_mut() else {
+        return;
+    };
+    let Some(prev) = rec.prev_id_mut(&d.channel).filter(|p| p.is_some()) else {
+        return;
+    };
+    // sequence() moved it from the item's prev-id to its id just before the drop.
+    *prev = d.prev_id.as_deref().map(Box::from);
+    rec.fetching = true;
+    slot.notify(ev::UPDATE);
 }
 
 /// Stream content, a close, or a hint (fetch from the origin) for a streaming subscriber.
@@ -273,13 +296,14 @@ fn deliver_stream(
             let bytes = if chunked { framed } else { raw };
             match w.queue(slot, id, bytes.clone()) {
                 Queued::Yes => return true,
-                Queued::Dropped => {}
+                Queued::Dropped => recover_dropped(slot, d),
                 Queued::Cut => finished.push(id),
             }
         }
         Some(StreamPayload::Close) => {
             if chunked {
-                let _ = w.queue(slot, id, Bytes::from_static(LAST_CHUNK));
+                // Framing: never dropped, or the client would read the next response as body.
+                let _ = w.queue_own(slot, id, Bytes::from_static(LAST_CHUNK));
             }
             slot.notify(ev::CLOSE);
             finished.push(id);
@@ -304,7 +328,7 @@ fn deliver_ws(
             Queued::Cut => finished.push(id),
         },
         Some(WsPayload::Close(frame)) => {
-            let _ = w.queue(slot, id, frame.clone());
+            let _ = w.queue_own(slot, id, frame.clone());
             slot.notify(ev::CLOSE);
             finished.push(id);
         }

@@ -203,7 +203,10 @@ pub fn queue_frame(conn: &ClientConn, opcode: Opcode, payload: &[u8]) {
 pub fn queue_close(conn: &ClientConn, code: u16, reason: &str) {
     let mut frame = Vec::with_capacity(ws::HEADER_BYTES_MAX + 125);
     ws::encode_close_frame(&mut frame, code, reason, None);
-    queue_bytes(conn, Bytes::from(frame));
+    // The close handshake is holdfast's own: never dropped by the slow-consumer policy.
+    if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
+        let _ = conn.w.queue_own(slot, conn.id, Bytes::from(frame));
+    }
 }
 
 #[cfg(test)]

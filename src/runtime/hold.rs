@@ -347,7 +347,7 @@ pub fn frame(data: &[u8], chunked: bool) -> Bytes {
 /// Queues bytes this connection itself produced (keep-alive, closing chunk).
 pub fn queue_own(conn: &ClientConn, bytes: Bytes) {
     if let Some(slot) = conn.w.conns.borrow_mut().get_mut(conn.id) {
-        let _ = conn.w.queue(slot, conn.id, bytes);
+        let _ = conn.w.queue_own(slot, conn.id, bytes);
     }
 }
 

@@ -81,17 +81,21 @@ pub enum Verdict {
 impl Limits {
     /// Bytes are offered to an outbox (after its socket had a chance to take what it could).
     pub fn on_queue(&self, b: Backlog, incoming: usize, now_ms: u64) -> Verdict {
+        // A message larger than the soft limit still goes to a subscriber that is not behind.
+        let behind = b.queued_bytes > 0 && b.queued_bytes + incoming > self.soft_bytes;
+        if self.drop_messages && behind {
+            return Verdict::Drop;
+        }
+        self.on_queue_own(b, incoming, now_ms)
+    }
+
+    /// Bytes holdfast itself must send for a stream to stay valid and complete (framing, the
+    /// content a recovery fetch brought, keep-alives): never dropped, whatever the policy; only
+    /// the hard cap and a stall cut.
+    pub fn on_queue_own(&self, b: Backlog, incoming: usize, now_ms: u64) -> Verdict {
         let after = b.queued_bytes + incoming;
         if after <= self.soft_bytes {
             return Verdict::Queue;
-        }
-        if self.drop_messages {
-            // A message larger than the soft limit still goes to a subscriber that is not behind.
-            return if b.queued_bytes > 0 {
-                Verdict::Drop
-            } else {
-                Verdict::Queue
-            };
         }
         if after > self.hard_bytes {
             return Verdict::Cut(Reason::HardCap);

@@ -117,7 +117,7 @@ pub fn hold_stream(
             }
             // Queue the head and subscribe in one step: every publish from now on lands after it.
             if let Some(slot) = w.conns.borrow_mut().get_mut(id) {
-                let _ = w.queue(slot, id, Bytes::from(first));
+                let _ = w.queue_own(slot, id, Bytes::from(first));
             }
             w.subscribe(id, &spec.channels, Sink::Stream { chunked });
             w.set_filters(id, &spec.filters, &spec.meta);

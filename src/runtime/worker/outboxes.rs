@@ -22,6 +22,17 @@ impl Worker {
     /// Queues bytes for a held connection and marks it for flushing. Past the soft limit the
     /// socket first gets a chance to take what it can; then the slow-consumer policy decides.
     pub fn queue(&self, slot: &mut ConnSlot, id: ConnId, bytes: Bytes) -> Queued {
+        self.queue_as(slot, id, bytes, false)
+    }
+
+    /// Queues bytes holdfast itself sends on a held stream (framing, keep-alives, what a recovery
+    /// fetch brought): the slow-consumer policy may cut the connection but never drops these, so
+    /// a stream stays well-framed and a recovery is never lost in turn.
+    pub fn queue_own(&self, slot: &mut ConnSlot, id: ConnId, bytes: Bytes) -> Queued {
+        self.queue_as(slot, id, bytes, true)
+    }
+
+    fn queue_as(&self, slot: &mut ConnSlot, id: ConnId, bytes: Bytes, own: bool) -> Queued {
         if slot.cut {
             return Queued::Cut;
         }
@@ -30,7 +41,13 @@ impl Worker {
         if slot.outbox.bytes() + bytes.len() > limits.soft_bytes && !slot.write_blocked {
             self.flush_slot(slot, id, self.now_ms());
         }
-        match limits.on_queue(slot.backlog(), bytes.len(), self.clock_ms.get()) {
+        let now = self.clock_ms.get();
+        let verdict = if own {
+            limits.on_queue_own(slot.backlog(), bytes.len(), now)
+        } else {
+            limits.on_queue(slot.backlog(), bytes.len(), now)
+        };
+        match verdict {
             Verdict::Queue => {}
             Verdict::Drop => {
                 WorkerMetrics::inc(&self.metrics.slow_consumer_dropped);
