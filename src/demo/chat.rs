@@ -1,6 +1,7 @@
 //! The chat, origin side: messages are POSTed and delivered over Server-Sent Events.
 //!
-//! - `POST /rooms/{room}/messages/` `{name, text}`: stores the message with the room's next id,
+//! - `POST /rooms/{room}/messages/` `{name, text, clientId?}`: stores the message with the room's
+//!   next id (a `clientId` already seen answers the stored message again: the window's retry),
 //!   answers it (with its id) and publishes it to channel `chat-{room}` as an SSE event, with `id` and `prev-id` so that
 //!   holdfast delivers the channel in order and notices a gap.
 //! - `GET /rooms/{room}/events/`: the stream. Where it starts, first match wins: `Grip-Last`
@@ -13,6 +14,7 @@
 //!   published between reading the database and holding is not lost: holdfast sees its
 //!   prev-id differ from the hold's and fetches the next link with `Grip-Last`.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use axum::Json;
@@ -47,6 +49,60 @@ fn sse_event(m: &ChatMessage) -> String {
 pub struct PostRequest {
     name: String,
     text: String,
+    /// The sending window's id for this message (letters, digits, `-`, `_`; at most 64): a
+    /// send repeated with the same id (its first answer was lost) is answered with the stored
+    /// message instead of storing it again.
+    #[serde(rename = "clientId", default)]
+    client_id: Option<String>,
+}
+
+/// Client ids of the chat messages posted most recently (per room), with what was stored.
+#[derive(Default)]
+pub struct SentMessages {
+    by_key: HashMap<(String, String), ChatMessage>,
+    order: VecDeque<(String, String)>,
+}
+
+/// Client ids remembered; a window retries within seconds, so this covers far more than needed.
+const SENT_REMEMBERED: usize = 10_000;
+const CLIENT_ID_CHARS_MAX: usize = 64;
+
+impl SentMessages {
+    fn get(&self, room: &str, client_id: &str) -> Option<ChatMessage> {
+        self.by_key
+            .get(&(room.to_string(), client_id.to_string()))
+            .cloned()
+    }
+
+    fn remember(&mut self, room: &str, m: &ChatMessage) {
+        let Some(id) = &m.client_id else {
+            return;
+        };
+        let key = (room.to_string(), id.clone());
+        if self.order.len() >= SENT_REMEMBERED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.by_key.remove(&old);
+        }
+        self.order.push_back(key.clone());
+        self.by_key.insert(key, m.clone());
+    }
+}
+
+fn client_id(raw: Option<String>) -> Result<Option<String>, &'static str> {
+    match raw {
+        None => Ok(None),
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= CLIENT_ID_CHARS_MAX
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(Some(id))
+        }
+        Some(_) => Err("the client id must be 1-64 letters, digits, - or _"),
+    }
 }
 
 pub async fn post(
@@ -63,14 +119,27 @@ pub async fn post(
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let client_id = match client_id(req.client_id) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let _order = app.order.lock().await;
-    let m = match app.store.chat_post(&room, &name, &text) {
+    let sent = |id: &str| app.chat_sent.lock().ok().and_then(|s| s.get(&room, id));
+    if let Some(m) = client_id.as_deref().and_then(sent) {
+        // A retry of a send that was stored: the same answer, nothing stored or published again.
+        return Json(m).into_response();
+    }
+    let mut m = match app.store.chat_post(&room, &name, &text) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!("demo database: {e}");
             return error(StatusCode::INTERNAL_SERVER_ERROR, "database error");
         }
     };
+    m.client_id = client_id;
+    if let Ok(mut sent) = app.chat_sent.lock() {
+        sent.remember(&room, &m);
+    }
     let item = json!({
         "channel": channel(&room),
         "id": m.id.to_string(),
@@ -219,9 +288,31 @@ mod tests {
             name: "a".into(),
             text: "two\nlines".into(),
             at: 1,
+            client_id: Some("w1-3".into()),
         };
         let e = sse_event(&m);
         assert!(e.starts_with("id: 7\ndata: {"), "{e}");
         assert_eq!(e.matches('\n').count(), 3, "{e}");
+        assert!(e.contains(r#""clientId":"w1-3""#), "{e}");
+    }
+
+    #[test]
+    fn client_ids_are_checked_and_remembered_per_room() {
+        assert_eq!(client_id(None), Ok(None));
+        assert_eq!(client_id(Some("a-1_B".into())), Ok(Some("a-1_B".into())));
+        for bad in ["", "a b", "a\nb", &"x".repeat(65)] {
+            assert!(client_id(Some(bad.to_string())).is_err(), "{bad:?}");
+        }
+        let mut sent = SentMessages::default();
+        let m = ChatMessage {
+            id: 1,
+            name: "a".into(),
+            text: "t".into(),
+            at: 1,
+            client_id: Some("c1".into()),
+        };
+        sent.remember("lobby", &m);
+        assert_eq!(sent.get("lobby", "c1").map(|m| m.id), Some(1));
+        assert!(sent.get("other", "c1").is_none());
     }
 }

@@ -62,6 +62,9 @@ pub struct App {
     /// one channel leave in the order of its changes (the Q&A room versions and the chat ids
     /// count up in that order).
     order: tokio::sync::Mutex<()>,
+    /// Chat messages by the sending window's id, so a send retried after a lost answer is not
+    /// stored twice (held under `order`).
+    chat_sent: std::sync::Mutex<chat::SentMessages>,
 }
 
 impl App {
@@ -100,6 +103,7 @@ impl DemoOrigin {
             store,
             publisher: Publisher::new(options.publish_addr, options.publish_auth),
             order: tokio::sync::Mutex::new(()),
+            chat_sent: std::sync::Mutex::new(chat::SentMessages::default()),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(THREADS)
@@ -165,6 +169,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/", get(index))
         .with_state(app);
     Router::new()
+        .route("/favicon.ico", get(|| page("favicon.svg")))
         .route("/qa/", get(|| page("qa.html")))
         .route("/chat/", get(|| page("chat.html")))
         .route("/static/{file}", get(|Path(f): Path<String>| page_owned(f)))
@@ -180,6 +185,11 @@ fn router(app: Arc<App>) -> Router {
 
 /// The browser side: static files, embedded at build time (no build step, nothing to install).
 const FILES: &[(&str, &str, &str)] = &[
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("static/favicon.svg"),
+    ),
     (
         "qa.html",
         "text/html; charset=utf-8",

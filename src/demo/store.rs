@@ -107,6 +107,10 @@ pub struct ChatMessage {
     pub name: String,
     pub text: String,
     pub at: i64,
+    /// The sending window's id for this message, when it gave one: that window matches the
+    /// message it receives to the one it is sending (not stored; live messages only).
+    #[serde(rename = "clientId", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// What joining a room did.
@@ -389,6 +393,7 @@ impl Store {
             name: name.to_string(),
             text: text.to_string(),
             at,
+            client_id: None,
         })
     }
 
@@ -433,6 +438,7 @@ fn chat_row(r: &rusqlite::Row<'_>) -> DbResult<ChatMessage> {
         name: r.get(1)?,
         text: r.get(2)?,
         at: r.get(3)?,
+        client_id: None,
     })
 }
 

@@ -1,7 +1,10 @@
 // End-to-end tests of `holdfast demo` in headless Chromium: the live Q&A board with three
 // participants (join, ask, upvote and re-order, answer, delete, rename room and theme, rename
-// user, late join, reload, a restart of the demo) and the chat in two windows with a forced
-// reconnect. Every step asserts what the *other* window shows, within a bounded wait.
+// user, late join, reload, a restart of the demo), the board's header on 320 and 390 px phones
+// with long names, the chat in two windows with a forced reconnect, and the chat as a newcomer
+// sees it (the list follows the conversation, fast typing stays in order, a failed send is
+// retried). Every step asserts what the *other* window shows, within a bounded wait; no page
+// may get a 404.
 //
 // Usage: node demo.test.mjs   (env: HOLDFAST_BIN, default ../../target/debug/holdfast;
 //        CHROMIUM, default /usr/bin/chromium; OUT_DIR for screenshots, default ../../target/browser)
@@ -177,7 +180,9 @@ async function qaBoard(browser, hf) {
   const ann = await laptop.newPage();
   const bob = await phone.newPage();
   const cy = await late.newPage();
-  pages.push(['ann', ann], ['bob', bob], ['cy', cy]);
+  watch('ann', ann);
+  watch('bob', bob);
+  watch('cy', cy);
 
   log('qa: Ann creates the room, Bob joins by name');
   await joinBoard(ann, hf.url, 'Ann', 'All Hands');
@@ -331,7 +336,8 @@ async function chatWithReconnect(browser, hf) {
   const ctxB = await browser.newContext({ viewport: { width: 390, height: 700 }, isMobile: true });
   const dee = await ctxA.newPage();
   const eve = await ctxB.newPage();
-  pages.push(['dee', dee], ['eve', eve]);
+  watch('dee', dee);
+  watch('eve', eve);
 
   log('chat: two windows in one room (Eve through a link the test can cut)');
   await joinChat(dee, hf.url, 'Dee', 'Lobby');
@@ -393,8 +399,184 @@ async function chatWithReconnect(browser, hf) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The board's header on a phone, with the longest names the forms take in practice
+
+/// Whether two boxes overlap (touching edges do not count).
+const overlaps = (a, b) => a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+
+async function phoneHeader(browser, hf) {
+  const room = 'Engineering all-hands, December';
+  const name = 'Alexandra Konstant'; // 18 characters
+  for (const width of [320, 390]) {
+    const ctx = await browser.newContext({ viewport: { width, height: 700 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    const page = await ctx.newPage();
+    watch(`phone-${width}`, page);
+    log(`header: the board at ${width} px with a long room name and display name`);
+    await joinBoard(page, hf.url, name, room, true);
+    assert.equal(await page.textContent('#room-name'), room);
+    const boxes = await page.evaluate(() => ['#room-name', '#edit-room', '#me-button'].map((sel) => {
+      const r = document.querySelector(sel).getBoundingClientRect();
+      return { sel, left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width };
+    }));
+    for (const b of boxes) {
+      assert.ok(b.width > 0, `${b.sel} is drawn at ${width} px`);
+      assert.ok(b.left >= 0 && b.right <= width + 0.5, `${b.sel} is inside the ${width} px screen: ${JSON.stringify(b)}`);
+    }
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        assert.ok(!overlaps(boxes[i], boxes[j]), `${boxes[i].sel} and ${boxes[j].sel} overlap at ${width} px: ${JSON.stringify(boxes)}`);
+      }
+    }
+    const title = await page.$eval('#room-name', (e) => ({ shown: e.clientWidth, full: e.scrollWidth, ellipsis: getComputedStyle(e).textOverflow }));
+    assert.ok(title.shown >= 60, `some of the title shows: ${JSON.stringify(title)}`);
+    assert.ok(title.full <= title.shown || title.ellipsis === 'ellipsis', 'a cut title ends in an ellipsis');
+    // Every control still works.
+    await page.click('#me-button');
+    assert.ok(await page.isVisible('#rename-open'), `the name menu opens at ${width} px`);
+    await page.click('#me-button');
+    await page.click('#edit-room');
+    assert.ok(await page.isVisible('#room-dialog'), `the room editor opens at ${width} px`);
+    await page.click('#room-dialog button[value=cancel]');
+    const shot = path.join(OUT, `board-phone-${width}.png`);
+    fs.mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: shot });
+    log(`header: screenshot ${shot}`);
+    await ctx.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chat as a newcomer sees it
+
+/// The newest message is on screen: below the bar and above the message box.
+async function newestInView(page) {
+  return page.evaluate(() => {
+    const items = document.querySelectorAll('#messages > li');
+    const last = items[items.length - 1];
+    if (!last) return false;
+    const r = last.getBoundingClientRect();
+    const bar = document.querySelector('.bar').getBoundingClientRect();
+    const box = document.querySelector('#send').getBoundingClientRect();
+    return r.height > 0 && r.top >= bar.bottom - 1 && r.bottom <= box.top + 1;
+  });
+}
+
+const scrollTop = (page) => page.$eval('#chat', (s) => s.scrollTop);
+
+async function chatAsANewcomerSeesIt(browser, hf) {
+  const link = await new Link(hf.port).listen();
+  const laptop = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const phone = await browser.newContext({ viewport: { width: 390, height: 700 }, isMobile: true });
+  const fay = await laptop.newPage();
+  const gus = await phone.newPage();
+  watch('fay', fay);
+  watch('gus', gus);
+
+  log('chat: 30 messages; both windows follow the newest one');
+  await joinChat(fay, hf.url, 'Fay', 'Long Talk');
+  await joinChat(gus, link.url, 'Gus', 'long talk');
+  for (let i = 1; i <= 30; i++) await say(fay, `message ${i} of a long conversation`);
+  await eventually('both windows have the 30 messages', async () => {
+    for (const p of [fay, gus]) assert.equal((await messageIds(p)).length, 30);
+  }, 10000);
+  await eventually('the newest message is in view in the sender\'s and the other window', async () => {
+    assert.ok(await newestInView(fay), 'Fay (laptop) sees her newest message');
+    assert.ok(await newestInView(gus), 'Gus (phone) sees the newest message');
+  });
+
+  log('chat: a reader who scrolled up is not yanked down; a hint says there is more');
+  await gus.$eval('#chat', (s) => { s.scrollTop = 0; });
+  await say(fay, 'are you reading the history?');
+  await eventually('Gus gets the message', async () => assert.equal((await messageIds(gus)).length, 31));
+  assert.ok((await scrollTop(gus)) < 5, 'Gus stays where he was reading');
+  assert.ok(await gus.isVisible('#new-hint'), 'the "new messages" hint shows');
+  await gus.click('#new-hint');
+  await eventually('the hint takes Gus to the newest message', async () => {
+    assert.ok(await newestInView(gus));
+    assert.ok(!(await gus.isVisible('#new-hint')));
+  });
+
+  log('chat: a reconnect lands at the newest message');
+  await gus.$eval('#chat', (s) => { s.scrollTop = 0; });
+  link.cut();
+  await eventually('Gus\'s page shows it is reconnecting', async () => assert.equal(await gus.textContent('#status'), 'reconnecting…'));
+  assert.equal(await gus.getAttribute('#status', 'data-state'), 'wait');
+  await say(fay, 'missed one');
+  await say(fay, 'missed two');
+  await new Promise((r) => setTimeout(r, 1200));
+  link.restore();
+  await eventually('Gus is back, with the newest message in view', async () => {
+    assert.equal((await messageIds(gus)).length, 33);
+    assert.equal(await gus.textContent('#status'), 'live');
+    assert.ok(await newestInView(gus));
+  }, 10000);
+  const status = await gus.$eval('#status', (e) => ({ px: parseFloat(getComputedStyle(e).fontSize), w: e.getBoundingClientRect().width }));
+  assert.ok(status.px >= 12 && status.w >= 40, `the connection status is noticeable: ${JSON.stringify(status)}`);
+
+  log('chat: a newcomer joins a room with history and lands at the newest message');
+  const late = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const hal = await late.newPage();
+  watch('hal', hal);
+  await joinChat(hal, hf.url, 'Hal', 'long talk');
+  await eventually('Hal sees the history, scrolled to the newest message', async () => {
+    assert.equal((await messageIds(hal)).length, 33);
+    assert.ok(await newestInView(hal));
+  });
+
+  log('chat: 20 messages typed 30 ms apart arrive in the order typed, in every window');
+  for (let i = 0; i < 20; i++) {
+    await fay.fill('#text', `fast ${i}`);
+    await fay.press('#text', 'Enter');
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  const typed = [...Array(20).keys()].map((i) => `fast ${i}`);
+  await eventually('every window shows the 20 in typing order, once', async () => {
+    for (const p of [fay, gus, hal]) {
+      assert.deepEqual((await messageTexts(p)).filter((t) => t.startsWith('fast ')), typed);
+    }
+    assert.equal(await fay.$$eval('#pending > li', (els) => els.length), 0, 'nothing left pending');
+  }, 15000);
+  for (const p of [fay, gus, hal]) assert.ok(await newestInView(p), 'still at the newest message');
+
+  log('chat: a send that fails is shown and retried, in order, not lost');
+  link.fail();
+  await say(gus, 'sent while offline');
+  await say(gus, 'and another');
+  await eventually('Gus sees his first message marked as not sent', async () => {
+    assert.ok(await gus.isVisible('#pending > li.failed'), 'a failed send is shown');
+    assert.match(await gus.textContent('#pending > li.failed .who'), /not sent/);
+  });
+  assert.deepEqual((await messageTexts(fay)).slice(-2), ['fast 18', 'fast 19'], 'nothing reached Fay yet');
+  link.restore();
+  await eventually('the retried messages reach Fay once, in order', async () => {
+    assert.deepEqual((await messageTexts(fay)).slice(-2), ['sent while offline', 'and another']);
+    assert.deepEqual((await messageTexts(gus)).slice(-2), ['sent while offline', 'and another']);
+    assert.equal(await gus.$$eval('#pending > li', (els) => els.length), 0);
+  }, 15000);
+  await new Promise((r) => setTimeout(r, 500));
+  const all = await messageTexts(fay);
+  assert.equal(all.filter((t) => t === 'sent while offline').length, 1, 'stored once despite the retries');
+
+  const shot = path.join(OUT, 'chat-long.png');
+  const phoneShot = path.join(OUT, 'chat-long-phone.png');
+  await fay.screenshot({ path: shot });
+  await gus.screenshot({ path: phoneShot });
+  log(`chat: screenshots ${shot} (laptop) and ${phoneShot} (phone)`);
+  link.close();
+  await Promise.all([laptop.close(), phone.close(), late.close()]);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 const pages = [];
+/// Every 404 any page got (the favicon included): there must be none.
+const notFound = [];
+
+/// Keeps a page for failure screenshots and records its 404s.
+function watch(name, page) {
+  pages.push([name, page]);
+  page.on('response', (r) => { if (r.status() === 404) notFound.push(`${name}: ${r.url()}`); });
+}
 
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'holdfast-browser-'));
@@ -409,7 +591,10 @@ async function main() {
   let failed = false;
   try {
     await qaBoard(browser, hf);
+    await phoneHeader(browser, hf);
     await chatWithReconnect(browser, hf);
+    await chatAsANewcomerSeesIt(browser, hf);
+    assert.deepEqual(notFound, [], 'no page got a 404');
   } catch (e) {
     failed = true;
     console.error(`FAILED: ${e.stack || e}`);
