@@ -65,7 +65,7 @@ fi
 
 echo "== browser tests of the demo apps (headless Chromium: Q&A board with 3 windows, chat with a forced reconnect)"
 # Once, not per driver: holdfast demo runs with the default (io_uring if available, else epoll).
-# Screenshots go to target/browser/ (board.png, board-phone.png, chat.png).
+# Screenshots go to target/browser/ (board.png, board-phone*.png, chat.png, chat-long*.png).
 browser_start=$(date +%s)
 timeout 300 node tests/browser/demo.test.mjs
 echo "browser tests took $(( $(date +%s) - browser_start )) s"
