@@ -31,6 +31,7 @@ fn worker() -> Worker {
         },
         config,
         inboxes: vec![Arc::new(Inbox::new(1))],
+        commands: vec![Arc::default()],
         metrics: vec![Arc::default()],
         publish_metrics: Arc::default(),
         admission: holdfast::runtime::admission::Admission::new(0, 0),

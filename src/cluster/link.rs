@@ -149,6 +149,7 @@ impl ClusterLink {
         loop {
             self.incoming.rung().await;
             while let Some(msg) = self.incoming.pop() {
+                self.incoming.drained();
                 match msg {
                     FromCluster::Items(items) => batch.extend(items),
                     FromCluster::Forget(channel) => {

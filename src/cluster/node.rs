@@ -42,8 +42,6 @@ const SEND_BATCH_MAX: usize = 256;
 const SEND_COUNTERS_MAX: usize = 100_000;
 /// Sender instances one channel's receiver tracks; past it the table starts over.
 const SENDERS_PER_CHANNEL_MAX: usize = 1_024;
-/// How long a receiver waits before trying a full queue to the publish thread again.
-const FULL_RETRY: Duration = Duration::from_micros(200);
 /// The first reconnect delay; it doubles up to `reconnect_delay_max_ms`.
 const RECONNECT_DELAY_FIRST_MS: u64 = 100;
 
@@ -404,21 +402,10 @@ async fn receive(
     }
 }
 
-/// Hands a message to the publish thread, waiting while its queue is full.
-async fn push_incoming(link: &ClusterLink, mut msg: FromCluster) {
-    loop {
-        match link.incoming.push(msg) {
-            Ok(()) => {
-                link.incoming.ring();
-                return;
-            }
-            Err(back) => {
-                msg = back;
-                link.incoming.ring();
-                tokio::time::sleep(FULL_RETRY).await;
-            }
-        }
-    }
+/// Hands a message to the publish thread, waiting (on a waker) while its queue is full.
+async fn push_incoming(link: &ClusterLink, msg: FromCluster) {
+    link.incoming.push_wait(msg).await;
+    link.incoming.ring();
 }
 
 #[cfg(test)]

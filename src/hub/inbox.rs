@@ -3,8 +3,9 @@
 //! The publisher pushes a whole batch, then rings once; the worker drains everything per wake-up.
 //! The doorbell wakes the worker's monoio task through its waker (monoio's `sync` feature turns a
 //! cross-thread wake into an eventfd write), and only when it was not already rung, so a burst of
-//! publishes costs one wake-up, not one per message. A full queue is reported to the pusher, which
-//! waits: messages are never dropped here.
+//! publishes costs one wake-up, not one per message. A pusher that finds the queue full waits on a
+//! second waker that the consumer wakes once it has drained ([`Inbox::push_wait`],
+//! [`Inbox::drained`]): messages are never dropped here, and nobody polls.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -16,16 +17,13 @@ use crossbeam_queue::ArrayQueue;
 
 use super::delivery::Delivery;
 
-/// What other threads send a worker.
+/// What the publish thread sends a worker, in publish order. (Commands such as a reload travel
+/// apart, acknowledged: see `runtime::worker::Commands`.)
 pub enum WorkerMsg {
     /// A published item, encoded once, shared by every worker.
     Deliver(Arc<Delivery>),
     /// `POST /recover`: forget last ids and make every reliable hold fetch from the origin.
     Recover,
-    /// New reloadable settings (SIGHUP).
-    Reload(Arc<crate::runtime::settings::Settings>),
-    /// Stop accepting, end held connections, exit.
-    Shutdown,
 }
 
 /// A bounded queue and its doorbell; `T` is [`WorkerMsg`] for a worker's inbox (the cluster thread
@@ -34,6 +32,9 @@ pub struct Inbox<T = WorkerMsg> {
     queue: ArrayQueue<T>,
     rung: AtomicBool,
     waker: AtomicWaker,
+    /// A pusher found the queue full and waits on `room`.
+    room_wanted: AtomicBool,
+    room: AtomicWaker,
 }
 
 impl<T> Inbox<T> {
@@ -42,6 +43,42 @@ impl<T> Inbox<T> {
             queue: ArrayQueue::new(capacity.max(1)),
             rung: AtomicBool::new(false),
             waker: AtomicWaker::new(),
+            room_wanted: AtomicBool::new(false),
+            room: AtomicWaker::new(),
+        }
+    }
+
+    /// Queues a message, waiting (without polling) while the queue is full: the consumer wakes
+    /// this pusher when it has drained. Rings the doorbell only when it has to wait; the caller
+    /// rings once after its batch.
+    pub async fn push_wait(&self, msg: T) {
+        let mut msg = Some(msg);
+        poll_fn(|cx| {
+            let Some(m) = msg.take() else {
+                return Poll::Ready(());
+            };
+            let Err(back) = self.queue.push(m) else {
+                return Poll::Ready(());
+            };
+            self.room.register(cx.waker());
+            self.room_wanted.store(true, Ordering::SeqCst);
+            self.ring();
+            // Again after registering: the consumer may have drained in between.
+            match self.queue.push(back) {
+                Ok(()) => Poll::Ready(()),
+                Err(back) => {
+                    msg = Some(back);
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Consumer side, after draining: wakes a pusher waiting for room.
+    pub fn drained(&self) {
+        if self.room_wanted.swap(false, Ordering::SeqCst) {
+            self.room.wake();
         }
     }
 
@@ -97,8 +134,8 @@ mod tests {
     #[test]
     fn full_queue_gives_the_message_back() {
         let inbox = Inbox::new(1);
-        assert!(inbox.push(WorkerMsg::Shutdown).is_ok());
-        assert!(inbox.push(WorkerMsg::Shutdown).is_err());
+        assert!(inbox.push(WorkerMsg::Recover).is_ok());
+        assert!(inbox.push(WorkerMsg::Recover).is_err());
         assert_eq!(inbox.len(), 1);
         assert!(inbox.pop().is_some());
         assert!(inbox.is_empty());
@@ -113,7 +150,7 @@ mod tests {
         let other = inbox.clone();
         let pusher = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(20));
-            assert!(other.push(WorkerMsg::Shutdown).is_ok());
+            assert!(other.push(WorkerMsg::Recover).is_ok());
             other.ring();
         });
         rt.block_on(async {
@@ -121,5 +158,41 @@ mod tests {
             assert!(inbox.pop().is_some());
         });
         pusher.join().unwrap();
+    }
+
+    #[test]
+    fn a_pusher_waits_for_room_and_the_consumer_wakes_it() {
+        let inbox: Arc<Inbox<u32>> = Arc::new(Inbox::new(2));
+        let consumer = inbox.clone();
+        let drain = std::thread::spawn(move || {
+            let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut got = Vec::new();
+                while got.len() < 100 {
+                    consumer.rung().await;
+                    while let Some(n) = consumer.pop() {
+                        got.push(n);
+                    }
+                    consumer.drained();
+                }
+                got
+            })
+        });
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for n in 0..100 {
+                inbox.push_wait(n).await;
+                inbox.ring();
+            }
+        });
+        assert_eq!(
+            drain.join().unwrap(),
+            (0..100).collect::<Vec<_>>(),
+            "in order, none lost"
+        );
     }
 }

@@ -4,10 +4,15 @@
 //! order, duplicates dropped, gaps waited on for `message_wait`), are encoded once and pushed to
 //! the inboxes in one global order: a ticket makes concurrent publish requests (and the expiry of
 //! waiting items) take turns, so every worker sees the same sequence, and a full inbox makes the
-//! publisher wait (its HTTP response is delayed) instead of dropping anything.
+//! publisher wait (its HTTP response is delayed) instead of dropping anything. Waiting is on
+//! wakers, never a sleep-and-retry: a turn wakes the next ticket, a worker that drained wakes a
+//! pusher.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::delivery::Delivery;
@@ -15,8 +20,6 @@ use super::inbox::{Inbox, WorkerMsg};
 use super::sequencer::{Meta, Released, Sequencer, SequencerConfig};
 use crate::proto::publish::Item;
 
-/// How long a publisher waits before trying a full inbox again.
-const FULL_INBOX_RETRY: Duration = Duration::from_micros(200);
 /// How often waiting items are checked for expiry when none is due sooner.
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
 
@@ -27,14 +30,18 @@ pub struct Ingest {
     next_seq: Cell<u64>,
     next_ticket: Cell<u64>,
     serving: Cell<u64>,
+    /// Tasks waiting for their turn, by ticket.
+    waiting: RefCell<BTreeMap<u64, Waker>>,
+    /// Tickets whose task went away before its turn came: skipped.
+    abandoned: RefCell<BTreeSet<u64>>,
 }
 
-/// Passes the turn on even if the publishing task is dropped half-way.
-struct Turn<'a>(&'a Cell<u64>);
+/// Passes the turn on (and wakes its holder) even if the publishing task is dropped half-way.
+struct Turn<'a>(&'a Ingest);
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
+        self.0.pass_turn();
     }
 }
 
@@ -47,6 +54,8 @@ impl Ingest {
             next_seq: Cell::new(1),
             next_ticket: Cell::new(0),
             serving: Cell::new(0),
+            waiting: RefCell::new(BTreeMap::new()),
+            abandoned: RefCell::new(BTreeSet::new()),
         }
     }
 
@@ -54,14 +63,41 @@ impl Ingest {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// Ends the current turn: the next ticket still waited for is served and woken.
+    fn pass_turn(&self) {
+        let mut next = self.serving.get() + 1;
+        let mut abandoned = self.abandoned.borrow_mut();
+        while abandoned.remove(&next) {
+            next += 1;
+        }
+        self.serving.set(next);
+        if let Some(w) = self.waiting.borrow_mut().remove(&next) {
+            w.wake();
+        }
+    }
+
     /// Waits for this caller's turn to push into the inboxes.
     async fn turn(&self) -> Turn<'_> {
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
-        while self.serving.get() != ticket {
-            monoio::time::sleep(FULL_INBOX_RETRY).await;
-        }
-        Turn(&self.serving)
+        // Holds the ticket until the turn is taken: a waiter dropped half-way (its request
+        // gone) still passes its turn on.
+        let waiter = TicketGuard {
+            ingest: self,
+            ticket,
+            taken: false,
+        };
+        poll_fn(|cx| {
+            if self.serving.get() == ticket {
+                self.waiting.borrow_mut().remove(&ticket);
+                return Poll::Ready(());
+            }
+            self.waiting.borrow_mut().insert(ticket, cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        waiter.taken();
+        Turn(self)
     }
 
     /// Sequences, encodes and queues every item for every worker, in order. Returns once all
@@ -147,15 +183,37 @@ impl Ingest {
     }
 }
 
-async fn push_wait(inbox: &Inbox, mut msg: WorkerMsg) {
-    loop {
-        match inbox.push(msg) {
-            Ok(()) => return,
-            Err(back) => {
-                msg = back;
-                inbox.ring();
-                monoio::time::sleep(FULL_INBOX_RETRY).await;
-            }
+async fn push_wait(inbox: &Inbox, msg: WorkerMsg) {
+    inbox.push_wait(msg).await;
+}
+
+/// A ticket not yet served: if its task is dropped while waiting, the turn still passes when it
+/// comes (the ticket is served at once and handed on).
+struct TicketGuard<'a> {
+    ingest: &'a Ingest,
+    ticket: u64,
+    taken: bool,
+}
+
+impl TicketGuard<'_> {
+    fn taken(mut self) {
+        self.taken = true;
+    }
+}
+
+impl Drop for TicketGuard<'_> {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        let ingest = self.ingest;
+        ingest.waiting.borrow_mut().remove(&self.ticket);
+        if ingest.serving.get() == self.ticket {
+            // Its turn had come: pass it on as a finished turn would.
+            ingest.pass_turn();
+        } else {
+            // Served later: mark it so the turn skips it when it comes.
+            ingest.abandoned.borrow_mut().insert(self.ticket);
         }
     }
 }

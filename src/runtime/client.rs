@@ -596,6 +596,7 @@ mod tests {
                 origin_tls: None,
             },
             inboxes: vec![Arc::new(Inbox::new(1))],
+            commands: vec![Arc::default()],
             metrics: vec![Arc::default()],
             publish_metrics: Arc::default(),
             admission: crate::runtime::admission::Admission::new(0, 0),

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod bufpool;
 pub mod client;
+pub mod commands;
 pub mod conns;
 pub mod fanout;
 pub mod grip_ws;
@@ -46,6 +47,8 @@ pub struct Shared {
     pub initial: settings::Settings,
     /// One inbox per worker, in worker order.
     pub inboxes: Vec<Arc<Inbox>>,
+    /// One command queue per worker (reload, shutdown; acknowledged), in worker order.
+    pub commands: Vec<Arc<commands::Commands>>,
     /// One metrics block per worker (written only by that worker), in worker order.
     pub metrics: Vec<Arc<crate::metrics::WorkerMetrics>>,
     pub publish_metrics: Arc<crate::metrics::PublishMetrics>,

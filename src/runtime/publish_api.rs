@@ -32,7 +32,7 @@ pub fn spawn(
     listener: std::net::TcpListener,
     metrics: Option<std::net::TcpListener>,
     shared: Arc<Shared>,
-    stop: Arc<Inbox>,
+    stop: Arc<Inbox<()>>,
     use_uring: bool,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -53,7 +53,7 @@ async fn serve(
     listener: std::net::TcpListener,
     metrics: Option<std::net::TcpListener>,
     shared: Arc<Shared>,
-    stop: Arc<Inbox>,
+    stop: Arc<Inbox<()>>,
 ) {
     let (listener, metrics) = match (
         TcpListener::from_std(listener),

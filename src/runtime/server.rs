@@ -10,13 +10,14 @@ use monoio::time::TimeDriver;
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::Shared;
+use super::commands::{self, Command};
 use super::listener;
 use super::publish_api;
 use super::settings::Settings;
 use super::worker::Worker;
 use crate::auth::PublishAuth;
 use crate::config::{Config, ConfigError, DriverChoice};
-use crate::hub::inbox::{Inbox, WorkerMsg};
+use crate::hub::inbox::Inbox;
 use crate::origin::targets::{ResolveError, RoutePlan};
 use crate::routes::{RouteTable, RoutesError};
 use crate::tls::OriginTls;
@@ -42,6 +43,9 @@ pub enum StartError {
     Thread(io::Error),
 }
 
+/// How long a reload or shutdown waits for every worker to acknowledge it.
+const COMMAND_ACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running instance. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     /// Client listener addresses, in config order (ports resolved if 0 was asked).
@@ -52,7 +56,8 @@ pub struct Server {
     /// `publish.metrics_listen`'s address, when `/metrics` has a listener of its own.
     pub metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
-    publish_stop: Arc<Inbox>,
+    /// Rung to stop the publish thread (a doorbell only: nothing is queued).
+    publish_stop: Arc<Inbox<()>>,
     publish_thread: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     cluster_thread: Option<JoinHandle<()>>,
@@ -197,6 +202,7 @@ impl Server {
             initial: settings,
             config,
             inboxes,
+            commands: (0..workers).map(|_| Arc::default()).collect(),
             metrics: (0..workers).map(|_| Arc::default()).collect(),
             publish_metrics: Arc::default(),
             admission: super::admission::Admission::new(config_limits.0, config_limits.1),
@@ -249,19 +255,14 @@ impl Server {
     pub fn reload(&self, config: Config) -> Result<Vec<&'static str>, StartError> {
         let settings = Arc::new(check(&config)?);
         let restart = super::settings::needs_restart(&self.shared.config, &settings.config);
-        for inbox in &self.shared.inboxes {
-            let mut msg = WorkerMsg::Reload(settings.clone());
-            loop {
-                match inbox.push(msg) {
-                    Ok(()) => break,
-                    Err(m) => {
-                        msg = m;
-                        inbox.ring();
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                }
-            }
-            inbox.ring();
+        let missing = commands::broadcast(
+            &self.shared.commands,
+            &self.shared.inboxes,
+            || Command::Reload(settings.clone()),
+            COMMAND_ACK_LIMIT,
+        );
+        if !missing.is_empty() {
+            tracing::error!(?missing, "workers did not acknowledge the reload in time");
         }
         Ok(restart)
     }
@@ -269,9 +270,7 @@ impl Server {
     /// Stops accepting, ends held connections, and waits for every thread.
     pub fn shutdown(mut self) {
         // The publish thread first: it may be waiting on a worker inbox.
-        if self.publish_stop.push(WorkerMsg::Shutdown).is_ok() {
-            self.publish_stop.ring();
-        }
+        self.publish_stop.ring();
         if let Some(t) = self.publish_thread.take() {
             let _ = t.join();
         }
@@ -279,20 +278,14 @@ impl Server {
             crate::cluster::node::stop(link);
             let _ = t.join();
         }
-        for inbox in &self.shared.inboxes {
-            // The inbox may be full of deliveries: keep trying until the worker takes it.
-            let mut msg = WorkerMsg::Shutdown;
-            loop {
-                match inbox.push(msg) {
-                    Ok(()) => break,
-                    Err(m) => {
-                        msg = m;
-                        inbox.ring();
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                }
-            }
-            inbox.ring();
+        let missing = commands::broadcast(
+            &self.shared.commands,
+            &self.shared.inboxes,
+            || Command::Shutdown,
+            COMMAND_ACK_LIMIT,
+        );
+        if !missing.is_empty() {
+            tracing::error!(?missing, "workers did not acknowledge the shutdown in time");
         }
         for t in self.workers.drain(..) {
             let _ = t.join();

@@ -18,6 +18,7 @@ use monoio::net::{TcpListener, TcpStream};
 use super::Shared;
 use super::bufpool::BufPool;
 use super::client;
+use super::commands::Command;
 use super::conns::{ConnSlot, ConnTable, Sink, SubscriberFilters, ev};
 use super::settings::{Settings, WorkerSettings};
 use super::timer::TimerWheel;
@@ -618,9 +619,17 @@ async fn inbox_loop(w: Rc<Worker>) {
     let inbox = w.shared.inboxes[w.index].clone();
     // When each delivery of the current batch was published, for the latency histogram.
     let mut published = Vec::new();
+    let commands = w.shared.commands[w.index].clone();
     loop {
         inbox.rung().await;
         w.now_ms();
+        for (command, ack) in commands.take() {
+            match command {
+                Command::Reload(settings) => w.reload(&settings),
+                Command::Shutdown => w.begin_shutdown(),
+            }
+            let _ = ack.send(w.index);
+        }
         WorkerMetrics::set(&w.metrics.inbox_depth, inbox.len() as u64);
         let mut handled = 0;
         while let Some(msg) = inbox.pop() {
@@ -630,16 +639,16 @@ async fn inbox_loop(w: Rc<Worker>) {
                     published.push(d.published_at);
                 }
                 WorkerMsg::Recover => w.recover_all(),
-                WorkerMsg::Reload(settings) => w.reload(&settings),
-                WorkerMsg::Shutdown => w.begin_shutdown(),
             }
             handled += 1;
             if handled % DRAIN_BATCH_MAX == 0 {
+                inbox.drained();
                 w.flush_batch(&mut published);
                 super::yield_now().await;
                 w.now_ms();
             }
         }
+        inbox.drained();
         w.flush_batch(&mut published);
     }
 }

@@ -276,6 +276,7 @@ mod tests {
             },
             config,
             inboxes: vec![Arc::new(crate::hub::inbox::Inbox::new(1))],
+            commands: vec![Arc::default()],
             metrics: vec![Arc::default()],
             publish_metrics: Arc::default(),
             admission: crate::runtime::admission::Admission::new(0, 0),
