@@ -4,6 +4,8 @@
 //! repeats each key with the same default. Unknown keys are an error so a typo never silently
 //! falls back to a default. This module reads no sockets; it only parses text and validates values.
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +28,7 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub log: LogConfig,
     /// `[cluster]`: other holdfast nodes over NATS (off by default).
-    pub cluster: crate::cluster::ClusterConfig,
+    pub cluster: cluster::ClusterConfig,
 }
 
 /// Which io_uring/epoll driver the workers run on.

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod hub;
+pub mod io;
 pub mod logging;
 pub mod metrics;
 pub mod origin;

@@ -167,7 +167,7 @@ fn content_over_limit(out: &mut String, workers: &[&WorkerMetrics]) {
 }
 
 fn slow_consumers(out: &mut String, workers: &[&WorkerMetrics]) {
-    use crate::runtime::slow_consumer::Reason;
+    use crate::hub::slow_consumer::Reason;
     let name = "holdfast_slow_consumer_cuts_total";
     family(
         out,

@@ -1100,4 +1100,19 @@ mod tests {
         let t = RouteTable::parse("* a:1\n*,ssl=yes a:1\n*,proto=ws a:1\nh.test a:1\n").unwrap();
         assert_eq!(t.routes.len(), 4);
     }
+
+    #[test]
+    fn routes_errors_do_not_quote_sig_keys() {
+        for text in [
+            "*,sig_key=S3CRET",
+            "*,sig_key=base64:S3CRET!! a:1",
+            "*,sig_key=\"S3CRET a:1",
+            "*,sig_key=S3CRET a:1\n*,sig_key=S3CRET a:1",
+            "=x,sig_key=S3CRET a:1",
+        ] {
+            let err = RouteTable::parse(text).unwrap_err().to_string();
+            assert!(!err.contains("S3CRET"), "{text}: {err}");
+            assert!(err.contains("sig_key"), "{text}: {err}");
+        }
+    }
 }

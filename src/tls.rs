@@ -2,7 +2,7 @@
 //! and the client side for origins reached over TLS.
 //!
 //! Only building and loading lives here; the per-connection record layer is
-//! [`crate::runtime::tls_io`]. Everything is built on the main thread (start-up, SIGHUP), so a
+//! [`crate::io::tls_io`]. Everything is built on the main thread (start-up, SIGHUP), so a
 //! worker never reads a file: it gets an `Arc` of the finished configs with its settings.
 
 use std::fmt;

@@ -20,8 +20,8 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{Notify, mpsc};
 
-use super::config::ClusterConfig;
 use super::metrics::ClusterMetrics;
+use crate::config::cluster::ClusterConfig;
 use crate::hub::inbox::Inbox;
 use crate::hub::ingest::Ingest;
 use crate::metrics::WorkerMetrics;

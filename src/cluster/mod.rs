@@ -30,7 +30,6 @@
 //! `config` is the `[cluster]` section; `subject` and `wire` are sans-IO codecs; `interest` sums
 //! the workers' interest; `link` holds the queues between threads; `node` is the thread.
 
-pub mod config;
 pub mod interest;
 pub mod link;
 pub mod metrics;
@@ -38,5 +37,5 @@ pub mod node;
 pub mod subject;
 pub mod wire;
 
-pub use config::ClusterConfig;
+pub use crate::config::cluster::ClusterConfig;
 pub use link::{ClusterLink, InterestChange, WorkerInterest};

@@ -8,39 +8,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// Longest subject prefix, in bytes.
-const PREFIX_BYTES_MAX: usize = 128;
-
-/// Why a subject prefix is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PrefixError {
-    #[error("must not be empty")]
-    Empty,
-    #[error("is longer than {PREFIX_BYTES_MAX} bytes")]
-    TooLong,
-    #[error("{0:?} must be dot-separated tokens of letters, digits, '-' and '_'")]
-    Invalid(String),
-}
-
-/// Checks that `prefix` is a literal NATS subject (no wildcards, no empty token).
-pub fn check_prefix(prefix: &str) -> Result<(), PrefixError> {
-    if prefix.is_empty() {
-        return Err(PrefixError::Empty);
-    }
-    if prefix.len() > PREFIX_BYTES_MAX {
-        return Err(PrefixError::TooLong);
-    }
-    let token_ok = |t: &str| {
-        !t.is_empty()
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if !prefix.split('.').all(token_ok) {
-        return Err(PrefixError::Invalid(prefix.to_string()));
-    }
-    Ok(())
-}
-
 /// The subject a channel's publishes travel on.
 pub fn for_channel(prefix: &str, channel: &str) -> String {
     let mut s = String::with_capacity(prefix.len() + 1 + channel.len().div_ceil(3) * 4);
@@ -83,15 +50,5 @@ mod tests {
         assert_eq!(channel_of("holdfast", "holdfastbmV3"), None);
         assert_eq!(channel_of("holdfast", "holdfast.!!"), None);
         assert_eq!(channel_of("holdfast", "holdfast.__8"), None, "not UTF-8");
-    }
-
-    #[test]
-    fn prefixes_are_literal_subjects() {
-        assert!(check_prefix("holdfast").is_ok());
-        assert!(check_prefix("prod.holdfast-eu_1").is_ok());
-        for bad in ["", "a..b", ".a", "a.", "a.*", "a.>", "a b", "ä"] {
-            assert!(check_prefix(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(check_prefix(&"a".repeat(129)), Err(PrefixError::TooLong));
     }
 }

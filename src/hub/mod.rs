@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod inbox;
 pub mod ingest;
 pub mod sequencer;
+pub mod slow_consumer;
 
 /// A connection handle: slab key plus generation, so a reused slot is never mistaken for the
 /// connection that had it before.

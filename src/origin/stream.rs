@@ -1,7 +1,7 @@
 //! A connection to an origin: plain TCP, or TLS for targets with the `ssl` route option.
 //!
 //! The TLS side runs rustls over the socket's fd with the same non-blocking record layer as
-//! client connections ([`crate::runtime::tls_io`]), awaiting the socket's readiness in between.
+//! client connections ([`crate::io::tls_io`]), awaiting the socket's readiness in between.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -14,8 +14,8 @@ use monoio::net::TcpStream;
 use rustls::ClientConnection;
 use rustls_pki_types::ServerName;
 
-use crate::runtime::client::Read;
-use crate::runtime::tls_io;
+use crate::io::Read;
+use crate::io::tls_io;
 
 /// Where an origin request goes: the target's addresses and, for an `ssl` target, how to
 /// verify it.

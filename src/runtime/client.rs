@@ -16,9 +16,9 @@ use monoio::net::TcpStream;
 use super::conns::ev;
 use super::hold;
 use super::proxy;
-use super::tls_io;
 use super::worker::Worker;
 use crate::hub::ConnId;
+use crate::io::tls_io;
 use crate::proto::http1::{self, BodyKind, HeadLimits, Parsed, RequestHead};
 
 /// What woke a waiting connection.
@@ -28,15 +28,7 @@ pub enum Wake {
     Events(u16),
 }
 
-/// What one non-blocking read from the client got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Read {
-    Bytes(usize),
-    Eof,
-    /// The readiness was spurious: wait again.
-    NotReady,
-    Failed,
-}
+pub use crate::io::Read;
 
 /// Why reading from the client stopped.
 #[derive(Debug)]

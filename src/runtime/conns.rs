@@ -12,10 +12,10 @@ use std::task::Waker;
 
 use slab::Slab;
 
-use super::outbox::Outbox;
-use super::slow_consumer::Backlog;
 use crate::hub::ConnId;
 use crate::hub::delivery::Delivery;
+use crate::hub::slow_consumer::Backlog;
+use crate::io::outbox::Outbox;
 use crate::proto::filter::Filter;
 
 /// Events the worker posts to a connection's task (bit flags).

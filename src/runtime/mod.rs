@@ -6,7 +6,6 @@
 //! their inbox.
 
 pub mod admission;
-pub mod bufpool;
 pub mod client;
 pub mod commands;
 pub mod conns;
@@ -16,15 +15,12 @@ pub mod hold;
 pub mod host;
 pub mod listener;
 pub mod next_link;
-pub mod outbox;
 pub mod proxy;
 pub mod publish_api;
 pub mod server;
 pub mod settings;
-pub mod slow_consumer;
 pub mod stream_hold;
 pub mod timer;
-pub mod tls_io;
 pub mod websocket;
 pub mod worker;
 pub mod ws_guard;

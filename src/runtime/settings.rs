@@ -32,7 +32,7 @@ pub struct WorkerSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub origin_tls: Option<OriginTls>,
     /// `[hold]`'s slow-consumer limits, copied out for the per-message check.
-    pub slow: super::slow_consumer::Limits,
+    pub slow: crate::hub::slow_consumer::Limits,
 }
 
 impl WorkerSettings {
@@ -43,7 +43,7 @@ impl WorkerSettings {
             routes: s.routes.clone(),
             tls: s.tls.clone(),
             origin_tls: s.origin_tls.clone(),
-            slow: super::slow_consumer::Limits::new(&s.config.hold),
+            slow: crate::hub::slow_consumer::Limits::new(&s.config.hold),
         }
     }
 }

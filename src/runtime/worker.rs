@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use monoio::net::{TcpListener, TcpStream};
 
 use super::Shared;
-use super::bufpool::BufPool;
 use super::client;
 use super::commands::Command;
 use super::conns::{ConnSlot, ConnTable, Sink, SubscriberFilters, ev};
@@ -25,6 +24,7 @@ use super::timer::TimerWheel;
 use crate::hub::ConnId;
 use crate::hub::channels::ChannelTable;
 use crate::hub::inbox::WorkerMsg;
+use crate::io::bufpool::BufPool;
 use crate::metrics::WorkerMetrics;
 use crate::origin::pool::{InFlightLimit, OriginPool};
 use crate::proto::filter::Filter;

@@ -12,11 +12,11 @@ use bytes::Bytes;
 
 use super::{Queued, Worker};
 use crate::hub::ConnId;
+use crate::hub::slow_consumer::{Backlog, PROGRESS_BYTES_MIN, Reason, Verdict};
+use crate::io::outbox::Flush;
 use crate::metrics::WorkerMetrics;
 use crate::proto::ws;
 use crate::runtime::conns::{ConnSlot, Sink, ev};
-use crate::runtime::outbox::Flush;
-use crate::runtime::slow_consumer::{Backlog, PROGRESS_BYTES_MIN, Reason, Verdict};
 
 impl Worker {
     /// Queues bytes for a held connection and marks it for flushing. Past the soft limit the

@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 
 use rustls::ConnectionCommon;
 
-use super::client::Read;
+use super::Read;
 
 /// A borrowed socket fd as `io::Read`/`io::Write`, never blocking.
 pub struct Fd(pub RawFd);

@@ -5,10 +5,45 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use super::ConfigError;
 
 /// Longest node name, in bytes.
 const NODE_NAME_BYTES_MAX: usize = 64;
+
+/// A NATS subject prefix (every channel's subject starts with it): checked here, with the rest of
+/// the config, so nothing of the cluster layer is needed to validate one.
+/// Longest subject prefix, in bytes.
+const PREFIX_BYTES_MAX: usize = 128;
+
+/// Why a subject prefix is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("is longer than {PREFIX_BYTES_MAX} bytes")]
+    TooLong,
+    #[error("{0:?} must be dot-separated tokens of letters, digits, '-' and '_'")]
+    Invalid(String),
+}
+
+/// Checks that `prefix` is a literal NATS subject (no wildcards, no empty token).
+pub fn check_prefix(prefix: &str) -> Result<(), PrefixError> {
+    if prefix.is_empty() {
+        return Err(PrefixError::Empty);
+    }
+    if prefix.len() > PREFIX_BYTES_MAX {
+        return Err(PrefixError::TooLong);
+    }
+    let token_ok = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !prefix.split('.').all(token_ok) {
+        return Err(PrefixError::Invalid(prefix.to_string()));
+    }
+    Ok(())
+}
 
 /// How this node joins a cluster of holdfast nodes over NATS.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -135,7 +170,7 @@ impl ClusterConfig {
                 return bad(format!("servers: {url:?} is not a NATS URL: {e}"));
             }
         }
-        if let Err(e) = super::subject::check_prefix(&self.subject_prefix) {
+        if let Err(e) = check_prefix(&self.subject_prefix) {
             return bad(format!("subject_prefix: {e}"));
         }
         let name = &self.node_name;
@@ -309,5 +344,15 @@ mod tests {
             ..ClusterConfig::default()
         };
         assert_eq!(c.node_name(), "eu-1");
+    }
+
+    #[test]
+    fn prefixes_are_literal_subjects() {
+        assert!(check_prefix("holdfast").is_ok());
+        assert!(check_prefix("prod.holdfast-eu_1").is_ok());
+        for bad in ["", "a..b", ".a", "a.", "a.*", "a.>", "a b", "ä"] {
+            assert!(check_prefix(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_prefix(&"a".repeat(129)), Err(PrefixError::TooLong));
     }
 }
