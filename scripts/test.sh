@@ -28,6 +28,9 @@ command -v node >/dev/null 2>&1 || { echo "node is required (Node 18+)"; exit 1;
 [ -x .venv/bin/python3 ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r tests/apps/requirements.txt
 
+echo "== layers (no import cycle between the top-level modules of src/)"
+python3 scripts/check-layers.py
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

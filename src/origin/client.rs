@@ -5,17 +5,67 @@
 //! timeouts map to 502/504 for the client. The caller reads the body and returns the connection
 //! to the pool only when the whole response was consumed and the origin allows keep-alive.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+use super::pool::{InFlightLimit, OriginPool};
 use super::stream::{Dest, OriginStream, PoolKey, TlsDest};
+use crate::config::Config;
+use crate::io::bufpool::BufPool;
 use crate::metrics::WorkerMetrics;
 use crate::proto::http1::{self, BodyDecoder, HeadLimits, Http1Error, Parsed, ResponseHead};
-use crate::runtime::settings::RouteRef;
-use crate::runtime::worker::Worker;
+use crate::routes::Target;
+use crate::tls::OriginTls;
+
+/// The origin side one worker owns: its keep-alive pool, its limit on requests in flight per
+/// address, the read buffers it borrows and its counters. Whoever talks to an origin is handed
+/// this (an `Rc`: exchanges run in tasks of their own), and nothing else of the worker.
+pub struct OriginClient {
+    pool: RefCell<OriginPool>,
+    limit: Rc<InFlightLimit>,
+    bufs: Rc<BufPool>,
+    metrics: Arc<WorkerMetrics>,
+    epoch: Instant,
+}
+
+impl OriginClient {
+    /// Pool sizes and the in-flight limit are fixed at start (a reload does not change them).
+    pub fn new(config: &Config, bufs: Rc<BufPool>, metrics: Arc<WorkerMetrics>) -> OriginClient {
+        let o = &config.origin;
+        OriginClient {
+            pool: RefCell::new(OriginPool::new(o.pool_idle_max, o.pool_idle_timeout_ms)),
+            limit: InFlightLimit::new(o.requests_in_flight_max),
+            bufs,
+            metrics,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Idle pooled connections, over all addresses.
+    pub fn idle_count(&self) -> usize {
+        self.pool.borrow().idle_count()
+    }
+}
+
+/// What an exchange needs to know of the route it serves (the runtime's route handle provides
+/// it): the targets in order, their resolved addresses, the TLS client configs, and the settings
+/// snapshot whose `[origin]` and `[http]` limits apply.
+pub trait OriginRoute {
+    fn targets(&self) -> &[Target];
+    fn target_addrs(&self, t: usize) -> &[SocketAddr];
+    fn origin_tls(&self) -> Option<&OriginTls>;
+    fn config(&self) -> &Config;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OriginError {
@@ -50,16 +100,16 @@ pub enum OriginError {
 /// carries: a TLS origin's certificate must be valid for it (Pushpin's rule), or for the
 /// target's own host with `trust_connect_host`.
 pub fn dest<'a>(
-    route: &'a RouteRef,
+    route: &'a dyn OriginRoute,
     t: usize,
     host: Option<&[u8]>,
 ) -> Result<Dest<'a>, OriginError> {
-    let target = &route.route().targets[t];
-    let addrs = route.addrs(t);
+    let target = &route.targets()[t];
+    let addrs = route.target_addrs(t);
     if !target.ssl {
         return Ok(Dest { addrs, tls: None });
     }
-    let Some(clients) = &route.settings().origin_tls else {
+    let Some(clients) = route.origin_tls() else {
         return Err(OriginError::TlsName("no TLS client configuration".into()));
     };
     let name = match host.and_then(|h| std::str::from_utf8(h).ok()) {
@@ -124,14 +174,14 @@ impl FullResponse {
 /// Sends `request` (whose Host header is `host`) to the route's targets in order and reads the
 /// whole answer (bounded).
 pub async fn fetch(
-    w: &Worker,
-    route: &RouteRef,
+    client: &OriginClient,
+    route: &dyn OriginRoute,
     host: Option<&[u8]>,
     method: &str,
     request: Vec<u8>,
     body_max: usize,
 ) -> Result<FullResponse, OriginError> {
-    let targets = route.target_count();
+    let targets = route.targets().len();
     let mut last = None;
     let mut request = Some(request);
     for n in 0..targets {
@@ -142,7 +192,7 @@ pub async fn fetch(
             request.take().unwrap_or_default()
         };
         let dest = dest(route, n, host)?;
-        let mut resp = match send(w, &dest, method, attempt).await {
+        let mut resp = match send(client, route.config(), &dest, method, attempt).await {
             Ok(r) => r,
             Err(e @ OriginError::Timeout(_)) => return Err(e),
             Err(e) => {
@@ -150,10 +200,10 @@ pub async fn fetch(
                 continue;
             }
         };
-        let timeout = w.settings().config.origin.response_timeout_ms;
+        let timeout = route.config().origin.response_timeout_ms;
         let body = resp.read_body(body_max, timeout).await;
         let head = resp.head.clone();
-        resp.finish(w, body.is_ok());
+        resp.finish(client, body.is_ok());
         return Ok(FullResponse {
             code: head.code,
             reason: head.reason,
@@ -175,48 +225,50 @@ pub struct OriginResponse {
 }
 
 /// Sends `request` (a complete HTTP/1.1 request) to the first of the destination's addresses
-/// that answers.
+/// that answers, under `config`'s `[origin]` limits (the route's settings snapshot).
 pub async fn send(
-    w: &Worker,
+    client: &OriginClient,
+    config: &Config,
     dest: &Dest<'_>,
     method: &str,
     request: Vec<u8>,
 ) -> Result<OriginResponse, OriginError> {
-    WorkerMetrics::inc(&w.metrics.origin_requests);
-    let result = send_to_any(w, dest, method, request).await;
+    WorkerMetrics::inc(&client.metrics.origin_requests);
+    let result = send_to_any(client, config, dest, method, request).await;
     if result.is_err() {
-        WorkerMetrics::inc(&w.metrics.origin_errors);
+        WorkerMetrics::inc(&client.metrics.origin_errors);
     }
     result
 }
 
 async fn send_to_any(
-    w: &Worker,
+    client: &OriginClient,
+    config: &Config,
     dest: &Dest<'_>,
     method: &str,
     mut request: Vec<u8>,
 ) -> Result<OriginResponse, OriginError> {
     let mut last_err = None;
-    let wait = Duration::from_millis(w.settings().config.origin.connect_timeout_ms);
+    let wait = Duration::from_millis(config.origin.connect_timeout_ms);
     for addr in dest.addrs.iter().copied() {
         let key = PoolKey::new(addr, dest.tls.as_ref());
         // Held until the response head arrives (or the attempt fails).
-        let Ok(_lease) = monoio::time::timeout(wait, w.origin_limit.acquire(addr)).await else {
+        let Ok(_lease) = monoio::time::timeout(wait, client.limit.acquire(addr)).await else {
             tracing::warn!("origin {addr}: too many requests in flight, none finished in time");
             last_err = Some(OriginError::ConnectTimeout(addr));
             continue;
         };
-        let (pooled, unquiet) = w.origins.borrow_mut().take(&key, w.now_ms());
-        WorkerMetrics::add(&w.metrics.origin_pool_unquiet, unquiet);
+        let (pooled, unquiet) = client.pool.borrow_mut().take(&key, client.now_ms());
+        WorkerMetrics::add(&client.metrics.origin_pool_unquiet, unquiet);
         if let Some(stream) = pooled {
-            match exchange(w, stream, &key, method, request).await {
+            match exchange(client, config, stream, &key, method, request).await {
                 Ok(resp) => return Ok(resp),
                 Err((_, e @ OriginError::Timeout(_))) => return Err(e),
                 // A stale pooled connection: the request never got a byte back; retry fresh.
                 Err((req, _)) => request = req,
             }
         }
-        let stream = match connect(w, addr, dest.tls.as_ref()).await {
+        let stream = match connect(config, addr, dest.tls.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("{e}");
@@ -224,7 +276,7 @@ async fn send_to_any(
                 continue;
             }
         };
-        match exchange(w, stream, &key, method, request).await {
+        match exchange(client, config, stream, &key, method, request).await {
             Ok(resp) => return Ok(resp),
             Err((req, e)) => {
                 request = req;
@@ -241,11 +293,11 @@ async fn send_to_any(
 
 /// Connects (and for TLS, shakes hands) within the connect timeout.
 async fn connect(
-    w: &Worker,
+    config: &Config,
     addr: SocketAddr,
     tls: Option<&TlsDest>,
 ) -> Result<OriginStream, OriginError> {
-    let timeout = Duration::from_millis(w.settings().config.origin.connect_timeout_ms);
+    let timeout = Duration::from_millis(config.origin.connect_timeout_ms);
     let work = async {
         let tcp = TcpStream::connect_addr(addr)
             .await
@@ -269,7 +321,8 @@ async fn connect(
 
 /// Writes the request and reads the response head; gives the request back on failure.
 async fn exchange(
-    w: &Worker,
+    client: &OriginClient,
+    config: &Config,
     mut stream: OriginStream,
     key: &PoolKey,
     method: &str,
@@ -280,13 +333,13 @@ async fn exchange(
     if let Err(source) = res {
         return Err((request, OriginError::Io { addr, source }));
     }
-    let cfg = &w.settings().config.origin;
+    let cfg = &config.origin;
     let limits = HeadLimits {
         bytes_max: cfg.response_header_bytes_max,
-        headers_max: w.settings().config.http.headers_count_max.max(100),
+        headers_max: config.http.headers_count_max.max(100),
     };
     let timeout = Duration::from_millis(cfg.response_timeout_ms);
-    let buf = w.bufs.take();
+    let buf = client.bufs.take();
     match monoio::time::timeout(timeout, read_head(&mut stream, addr, buf, limits, method)).await {
         Ok(Ok((head, buf))) => Ok(OriginResponse {
             head,
@@ -378,7 +431,7 @@ impl OriginResponse {
 
     /// Returns the connection to the pool when it can carry another request, and the read
     /// buffer to the worker's pool.
-    pub fn finish(self, w: &Worker, body_complete: bool) {
+    pub fn finish(self, client: &OriginClient, body_complete: bool) {
         let OriginResponse {
             head,
             key,
@@ -387,9 +440,9 @@ impl OriginResponse {
             ..
         } = self;
         if body_complete && head.keep_alive && buf.is_empty() {
-            w.origins.borrow_mut().put(key, stream, w.now_ms());
+            client.pool.borrow_mut().put(key, stream, client.now_ms());
         }
-        w.bufs.give(buf);
+        client.bufs.give(buf);
     }
 }
 

@@ -26,6 +26,7 @@ pub mod worker;
 pub mod ws_guard;
 pub mod ws_passthrough;
 pub mod wsoh;
+pub mod wsoh_request;
 
 use std::future::poll_fn;
 use std::sync::Arc;

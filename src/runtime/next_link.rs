@@ -176,7 +176,15 @@ async fn fetch(
         }
     })?;
     let route = &scope.route;
-    Ok(origin::fetch(w, route, Some(&host), method, request, BODY_BYTES_MAX).await?)
+    Ok(origin::fetch(
+        &w.origin,
+        route,
+        Some(&host),
+        method,
+        request,
+        BODY_BYTES_MAX,
+    )
+    .await?)
 }
 
 /// Starts fetching `url` for connection `id`; the result lands in the returned slot.

@@ -165,7 +165,15 @@ async fn send_to_targets(
                 continue;
             }
         };
-        match origin::send(w, &dest, &head.method, request).await {
+        match origin::send(
+            &w.origin,
+            &route.settings().config,
+            &dest,
+            &head.method,
+            request,
+        )
+        .await
+        {
             Ok(resp) => return Ok(resp),
             Err(e @ origin::OriginError::Timeout(_)) => return Err(e.into()),
             Err(e) => last = Some(e),
@@ -372,7 +380,7 @@ async fn relay(
         out.extend_from_slice(LAST_CHUNK);
     }
     let written = conn.write(out).await;
-    resp.finish(&conn.w, decoder.is_done());
+    resp.finish(&conn.w.origin, decoder.is_done());
     match (written, close) {
         (Ok(()), false) => Outcome::KeepAlive,
         _ => Outcome::Close,
@@ -441,7 +449,7 @@ async fn grip_response(
         )
         .await;
     let head = resp.head.clone();
-    resp.finish(&conn.w, body.is_ok());
+    resp.finish(&conn.w.origin, body.is_ok());
     let body = match body {
         Ok(b) => b,
         Err(e) => {

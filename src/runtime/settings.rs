@@ -101,6 +101,24 @@ impl RouteRef {
     }
 }
 
+impl crate::origin::client::OriginRoute for RouteRef {
+    fn targets(&self) -> &[crate::routes::Target] {
+        &self.route().targets
+    }
+
+    fn target_addrs(&self, t: usize) -> &[SocketAddr] {
+        self.addrs(t)
+    }
+
+    fn origin_tls(&self) -> Option<&OriginTls> {
+        self.settings.origin_tls.as_ref()
+    }
+
+    fn config(&self) -> &Config {
+        &self.settings.config
+    }
+}
+
 /// The identifier bounds of the `[grip]` section, as the codecs take them.
 pub fn name_limits(grip: &crate::config::GripConfig) -> crate::proto::names::NameLimits {
     crate::proto::names::NameLimits {

@@ -10,8 +10,9 @@ use super::client::{ClientConn, ClientError, Outcome};
 use super::proxy::Step;
 use super::settings::RouteRef;
 use super::wsoh::{self, WsohSession};
+use super::wsoh_request::RequestTemplate;
 use crate::metrics::WorkerMetrics;
-use crate::origin::wsoh::{self as origin_wsoh, RequestTemplate};
+use crate::origin::wsoh as origin_wsoh;
 use crate::proto::http1::{self, HeadWriter, RequestHead, Version};
 use crate::proto::ws;
 use crate::proto::wsoh::{self as codec, Event};
@@ -116,20 +117,26 @@ async fn open_over_http(
             return Step::Done(Outcome::Close);
         }
     };
-    let reply =
-        match origin_wsoh::exchange(w.clone(), template.route(), template.host(), request).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(peer = %conn.peer, "websocket open: {e}");
-                let msg = if e.status() == 504 {
-                    "Timed out waiting for the origin"
-                } else {
-                    "Error while proxying to origin"
-                };
-                conn.send_error(&ClientError::new(e.status(), msg)).await;
-                return Step::Done(Outcome::Close);
-            }
-        };
+    let reply = match origin_wsoh::exchange(
+        &w.origin,
+        &template.route(),
+        template.host().as_deref(),
+        request,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(peer = %conn.peer, "websocket open: {e}");
+            let msg = if e.status() == 504 {
+                "Timed out waiting for the origin"
+            } else {
+                "Error while proxying to origin"
+            };
+            conn.send_error(&ClientError::new(e.status(), msg)).await;
+            return Step::Done(Outcome::Close);
+        }
+    };
     if !origin_wsoh::is_events(&reply) {
         return refuse_with_origin_answer(conn, &reply).await;
     }

@@ -26,7 +26,7 @@ use crate::hub::channels::ChannelTable;
 use crate::hub::inbox::WorkerMsg;
 use crate::io::bufpool::BufPool;
 use crate::metrics::WorkerMetrics;
-use crate::origin::pool::{InFlightLimit, OriginPool};
+use crate::origin::client::OriginClient;
 use crate::proto::filter::Filter;
 
 mod outboxes;
@@ -57,10 +57,10 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub conns: RefCell<ConnTable>,
     pub channels: RefCell<ChannelTable>,
-    pub bufs: BufPool,
-    pub origins: RefCell<OriginPool>,
-    /// Requests awaiting a response head, per origin address.
-    pub origin_limit: Rc<InFlightLimit>,
+    /// Read buffers, shared with the origin client.
+    pub bufs: Rc<BufPool>,
+    /// The origin side: keep-alive pool, requests in flight per address.
+    pub origin: Rc<OriginClient>,
     /// The reloadable settings (config, routes, signers): this worker's own copy.
     settings: RefCell<Rc<WorkerSettings>>,
     /// This worker's metrics (only this worker writes them).
@@ -86,17 +86,20 @@ pub struct Worker {
 impl Worker {
     pub fn new(index: usize, shared: Arc<Shared>) -> Worker {
         let c = &shared.config;
-        let bufs = BufPool::new(c.http.read_buffer_bytes, c.http.buffer_pool_max);
-        let origins = OriginPool::new(c.origin.pool_idle_max, c.origin.pool_idle_timeout_ms);
+        let bufs = Rc::new(BufPool::new(
+            c.http.read_buffer_bytes,
+            c.http.buffer_pool_max,
+        ));
+        let metrics = shared.metrics[index].clone();
+        let origin = Rc::new(OriginClient::new(c, bufs.clone(), metrics.clone()));
         Worker {
             index,
             bufs,
-            origins: RefCell::new(origins),
-            origin_limit: InFlightLimit::new(c.origin.requests_in_flight_max),
+            origin,
             settings: RefCell::new(Rc::new(WorkerSettings::new(&shared.initial))),
             conns: RefCell::new(ConnTable::new()),
             channels: RefCell::new(ChannelTable::new()),
-            metrics: shared.metrics[index].clone(),
+            metrics,
             timers: RefCell::new(TimerWheel::new(TIMER_TICK_MS, TIMER_SLOTS, 0)),
             last_ids: RefCell::new(HashMap::new()),
             dirty: RefCell::new(Vec::new()),

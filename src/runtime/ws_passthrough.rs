@@ -116,7 +116,7 @@ async fn connect(
                 continue;
             }
         };
-        match origin::send(w, &dest, "GET", request).await {
+        match origin::send(&w.origin, &route.settings().config, &dest, "GET", request).await {
             Ok(resp) => return Ok(resp),
             Err(e @ origin::OriginError::Timeout(_)) => return Err(e),
             Err(e) => last = Some(e),
@@ -205,7 +205,7 @@ async fn refuse(conn: &mut ClientConn, mut resp: OriginResponse) -> Step {
         .await
         .unwrap_or_default();
     let head = resp.head.clone();
-    resp.finish(&conn.w, false);
+    resp.finish(&conn.w.origin, false);
     let mut out = HeadWriter::response(Version::Http11, head.code, &head.reason, 256);
     for (name, value) in super::proxy::client_visible(&head.headers, true) {
         out.header(&name, &value);

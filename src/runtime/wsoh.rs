@@ -16,8 +16,9 @@ use super::conns::{Sink, ev};
 use super::grip_ws::{GripWs, queue_close, queue_frame};
 use super::worker::Worker;
 use super::ws_guard::ClientGuard;
+use super::wsoh_request::RequestTemplate;
 use crate::origin::client::OriginError;
-use crate::origin::wsoh::{self as origin_wsoh, Reply, RequestTemplate};
+use crate::origin::wsoh::{self as origin_wsoh, Reply};
 use crate::proto::ws::{self, Message, Opcode};
 use crate::proto::wsoh::{self, Event};
 
@@ -443,7 +444,7 @@ impl WsohSession {
         let host = self.template.host();
         let id = conn.id;
         monoio::spawn(async move {
-            let result = origin_wsoh::exchange(w.clone(), route, host, request).await;
+            let result = origin_wsoh::exchange(&w.origin, &route, host.as_deref(), request).await;
             *slot.borrow_mut() = Some(result);
             w.conns.borrow_mut().notify(id, ev::ORIGIN);
         });
