@@ -42,6 +42,10 @@ enum Cmd {
         /// Runtime threads
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Answer each request only after this many ms (a slow origin: thousands of requests
+        /// in flight at once during a connect storm)
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
     /// Open N subscribers and report what they receive (publish with another tool meanwhile)
     Subscribe(scenario::SubscribeArgs),
@@ -80,7 +84,11 @@ where
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Origin { listen, threads } => origin::origin_main(listen, threads).map(|_| 0),
+        Cmd::Origin {
+            listen,
+            threads,
+            delay_ms,
+        } => origin::origin_main(listen, threads, delay_ms).map(|_| 0),
         Cmd::Worker { spec } => client::worker_main(&spec).map(|_| 0),
         Cmd::Subscribe(a) => parent(scenario::subscribe(a)),
         Cmd::Publish(a) => parent(scenario::publish(a)),

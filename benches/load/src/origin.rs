@@ -34,6 +34,8 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// CLOCK_REALTIME (ns) of the last request that carried a TEXT or BINARY event.
     pub last_text_ns: AtomicU64,
+    /// Each answer waits this long (set at start; 0: none).
+    pub delay_ms: AtomicU64,
 }
 
 impl Stats {
@@ -55,7 +57,7 @@ impl Stats {
     }
 }
 
-pub fn origin_main(listen: SocketAddr, threads: usize) -> Result<(), String> {
+pub fn origin_main(listen: SocketAddr, threads: usize, delay_ms: u64) -> Result<(), String> {
     crate::util::raise_nofile();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -70,7 +72,9 @@ pub fn origin_main(listen: SocketAddr, threads: usize) -> Result<(), String> {
             "holdfast-load origin listening on {}",
             l.local_addr().map_err(|e| e.to_string())?
         );
-        serve(l, Arc::new(Stats::default())).await;
+        let stats = Stats::default();
+        stats.delay_ms.store(delay_ms, Relaxed);
+        serve(l, Arc::new(stats)).await;
         Ok(())
     })
 }
@@ -168,6 +172,10 @@ async fn conn(mut s: TcpStream, stats: Arc<Stats>) {
             }
         }
         if !out.is_empty() {
+            let delay = stats.delay_ms.load(Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             if s.write_all(&out).await.is_err() {
                 return;
             }
