@@ -9,6 +9,7 @@
 //! and feeds theirs into this node's ingest.
 
 pub mod auth;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod demo;
