@@ -123,9 +123,9 @@ fn summary(out: &mut String, m: &Exposition) {
     );
     let _ = writeln!(
         out,
-        "subscriptions  {:>10}   on {} channels",
+        "subscriptions  {:>10}   on {}",
         total(m, "holdfast_subscriptions"),
-        total(m, "holdfast_channels")
+        channels(m)
     );
     let _ = writeln!(
         out,
@@ -156,6 +156,22 @@ fn summary(out: &mut String, m: &Exposition) {
         total(m, "holdfast_origin_errors_total"),
     );
     cluster(out, m);
+}
+
+/// Each worker counts the channels its own subscribers hold, so a channel held on several
+/// workers is counted by each: the distinct number is between the largest count and the sum.
+fn channels(m: &Exposition) -> String {
+    let counts: Vec<f64> = m
+        .select("holdfast_channels", &[])
+        .map(|s| s.value)
+        .collect();
+    let sum: f64 = counts.iter().sum();
+    let max = counts.iter().copied().fold(0.0, f64::max);
+    if sum == max {
+        format!("{sum} channels")
+    } else {
+        format!("{max} to {sum} channels (each worker counts its own)")
+    }
 }
 
 fn cluster(out: &mut String, m: &Exposition) {
@@ -204,6 +220,7 @@ mod tests {
              holdfast_connections{{worker=\"1\",kind=\"websocket\"}} 3\n\
              holdfast_subscriptions{{worker=\"0\"}} 4\n\
              holdfast_channels{{worker=\"0\"}} 2\n\
+             holdfast_channels{{worker=\"1\"}} 1\n\
              holdfast_accepted_connections_total{{worker=\"0\"}} {accepted}\n\
              holdfast_messages_delivered_total{{worker=\"1\"}} {delivered}\n\
              holdfast_slow_consumer_cuts_total{{worker=\"0\",reason=\"stalled\"}} 1\n"
@@ -223,7 +240,9 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("subscriptions           4   on 2 channels"),
+            out.contains(
+                "subscriptions           4   on 2 to 3 channels (each worker counts its own)"
+            ),
             "{out}"
         );
         assert!(out.contains("slow-consumer cuts 1 (stalled 1)"), "{out}");
