@@ -10,7 +10,10 @@
 use holdfast::Config;
 
 const SOURCE: &str = include_str!("../config/holdfast.toml");
-const PACKAGED_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/debian/holdfast.toml");
+const PACKAGED_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/packaging/debian/holdfast.toml"
+);
 const CARGO_TOML: &str = include_str!("../Cargo.toml");
 const UNIT: &str = include_str!("../systemd/holdfast.service");
 
@@ -25,7 +28,10 @@ const EDITS: [(&str, &str); 4] = [
         "# default, and routes are read from /etc/holdfast/routes. Unknown keys are an error. Local edits\n\
          # are kept on upgrades; `systemctl reload holdfast` applies them (see `holdfast check-config`).",
     ),
-    ("# routes_file = \"routes\"", "routes_file = \"/etc/holdfast/routes\""),
+    (
+        "# routes_file = \"routes\"",
+        "routes_file = \"/etc/holdfast/routes\"",
+    ),
     (
         "routes = \"* 127.0.0.1:8080\\n\"",
         "# routes = \"* 127.0.0.1:8080\\n\"",
@@ -113,8 +119,14 @@ fn the_package_installs_what_the_unit_runs_and_keeps_edits_to_its_config() {
     assert!(UNIT.contains("ExecStart=/usr/bin/holdfast --config /etc/holdfast/holdfast.toml\n"));
     assert_eq!(dest("usr/bin/").map(|a| a.2.as_str()), Some("755"));
     let config = dest("etc/holdfast/holdfast.toml").expect("the config is installed");
-    assert_eq!((config.0.as_str(), config.2.as_str()), ("packaging/debian/holdfast.toml", "640"));
-    assert_eq!(dest("etc/holdfast/routes").map(|a| a.0.as_str()), Some("config/routes"));
+    assert_eq!(
+        (config.0.as_str(), config.2.as_str()),
+        ("packaging/debian/holdfast.toml", "640")
+    );
+    assert_eq!(
+        dest("etc/holdfast/routes").map(|a| a.0.as_str()),
+        Some("config/routes")
+    );
     // Conffiles: dpkg keeps an administrator's edits on upgrade.
     let conffiles: Vec<&str> = deb["conf-files"]
         .as_array()
