@@ -17,6 +17,9 @@ const HEADERS_MAX: usize = 64;
 /// Largest answer body read (/metrics of a many-core host is a few hundred KiB).
 const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// Most characters of an answer's body quoted in a message.
+const TEXT_CHARS_MAX: usize = 2000;
+
 /// Where requests go: `http://host:port` and a path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -48,6 +51,12 @@ impl Endpoint {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
             None => url.host_str().unwrap_or(&host).to_string(),
         };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "invalid URL {text:?}: give credentials with --user or --jwt-key-file, not in \
+                 the URL"
+            ));
+        }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(format!(
                 "invalid URL {text:?}: a query or fragment has no meaning here"
@@ -115,9 +124,14 @@ impl Reply {
         header_value(&self.headers, name)
     }
 
-    /// The body as text, trimmed, for messages.
+    /// The body as text, trimmed and at most [`TEXT_CHARS_MAX`] characters, for messages.
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).trim().to_string()
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        match text.char_indices().nth(TEXT_CHARS_MAX) {
+            Some((cut, _)) => format!("{}...", &text[..cut]),
+            None => text.to_string(),
+        }
     }
 }
 
@@ -301,7 +315,13 @@ mod tests {
         // A URL naming the endpoint itself is not doubled.
         let e = Endpoint::parse("http://h/publish/").unwrap();
         assert_eq!((e.port, e.target("/publish/").as_str()), (80, "/publish/"));
-        for bad in ["https://h/", "ftp://h/", "h:1", "http://h/?x=1"] {
+        for bad in [
+            "https://h/",
+            "ftp://h/",
+            "h:1",
+            "http://h/?x=1",
+            "http://u:p@h/",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
         let e = Endpoint::from_listen("0.0.0.0:5561".parse().unwrap());

@@ -159,6 +159,14 @@ fn action(args: &PublishArgs, input: &mut dyn Read) -> Result<Action, String> {
         Some(m) if m != "-" => (m.as_bytes().to_vec(), true),
         _ => (read_input(input)?, false),
     };
+    if bytes.is_empty() && !from_argument {
+        // Most likely a script that meant to pass the message and passed nothing.
+        return Err(
+            "no message: standard input was empty (give MESSAGE, or \"\" for an \
+                    empty one)"
+                .into(),
+        );
+    }
     if args.patch {
         let patch: Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("--patch: the message is not JSON: {e}"))?;
@@ -403,6 +411,7 @@ mod tests {
             ),
             (&["c", "x", "--code", "42"][..], "42"),
             (&["c", "x", "--hint"][..], "cannot be used"),
+            (&["c"][..], "standard input was empty"),
         ] {
             let err = built(argv, b"").unwrap_err();
             assert!(err.contains(want), "{argv:?}: {err}");

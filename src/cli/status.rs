@@ -98,8 +98,9 @@ fn total(m: &Exposition, name: &str) -> f64 {
 
 fn header(api: &Api, m: &Exposition) -> String {
     let workers = m.label_values("holdfast_connections", "worker").len();
+    let plural = if workers == 1 { "" } else { "s" };
     format!(
-        "holdfast at {} ({}), {workers} workers\n",
+        "holdfast at {} ({}), {workers} worker{plural}\n",
         api.endpoint.url("/metrics"),
         api.source
     )
