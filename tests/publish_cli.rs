@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::binary::{BIN, Holdfast, Scratch, driver_name};
+use common::binary::{BIN, Holdfast, Scratch, driver_name, wait_for_metric};
 use common::*;
 
 /// How long one CLI run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(15);
 
-/// A holdfast in front of an origin that holds every request as a stream on channel "news",
-/// with `publish_auth` (TOML lines for [publish]).
+/// A holdfast in front of an origin that holds `/poll` as a long-poll and anything else as a
+/// stream, both on channel "news", with `publish_auth` (TOML lines for [publish]).
 struct Setup {
     holdfast: Holdfast,
     _origin: Origin,
@@ -33,7 +33,14 @@ impl Setup {
 
     /// With `scratch` (where the CLI's config goes) made beforehand, for files the configs name.
     fn start_with(name: &str, publish_auth: &str, scratch: Scratch) -> Setup {
-        let origin = Origin::start(|_| Reply::Send(stream_hold("news", b"hi\n")));
+        let origin = Origin::start(|req| {
+            Reply::Send(if req.path == "/poll" {
+                let hold = [("Grip-Hold", "response"), ("Grip-Channel", "news")];
+                response(200, "OK", &hold, b"nothing yet\n")
+            } else {
+                stream_hold("news", b"hi\n")
+            })
+        });
         let config = |publish_listen: &str| {
             format!(
                 "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\npin_workers = false\n\
@@ -120,6 +127,42 @@ fn publish_with_basic_auth_from_the_config_reaches_a_stream() {
     // --close ends the stream.
     assert_published(&s.cli(&["publish", "news", "--close"], b""));
     assert_eq!(sub.read_chunk(), None);
+}
+
+#[test]
+fn publish_answers_long_polls_with_its_code_and_headers() {
+    let s = Setup::start("cli-poll", "");
+    let mut stream = s.subscriber();
+    let mut poll = Client::connect(s.holdfast.http);
+    poll.send(&request("GET", "/poll", &[], b""));
+    // Both held: the long-poll has no initial body to wait for, /metrics tells.
+    let held = wait_for_metric(
+        s.holdfast.publish,
+        "holdfast_subscriptions",
+        &[],
+        2,
+        Duration::from_secs(10),
+    );
+    assert!(held.is_some(), "the long-poll was never held");
+    let out = s.cli(
+        &[
+            "publish",
+            "news",
+            "polled",
+            "--id",
+            "1",
+            "--code",
+            "201",
+            "-H",
+            "X-Test: yes",
+        ],
+        b"",
+    );
+    assert_published(&out);
+    let r = poll.read_response();
+    assert_eq!((r.status, r.text().as_str()), (201, "polled\n"));
+    assert_eq!(r.header("X-Test"), Some("yes"));
+    assert_eq!(stream.next_text(), "polled\n");
 }
 
 #[test]
