@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cli::http::connectable as reachable;
+use crate::proto::http1::HeadWriter;
 
 /// A publish that takes longer than this is given up (and logged).
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,19 +59,22 @@ impl Publisher {
             .unwrap_or_else(|e| e.into_inner())
             .authorization()?;
         let body = serde_json::json!({ "items": items }).to_string();
-        let mut req = format!(
-            "POST /publish/ HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
+        // The head through the validating encoder, as every head holdfast writes.
+        let mut head = HeadWriter::request("POST", "/publish/", 256);
+        head.header("Host", addr.to_string().as_bytes())
+            .header("Content-Type", b"application/json")
+            .header("Content-Length", body.len().to_string().as_bytes())
+            .header("Connection", b"close");
         if let Some(a) = auth {
-            req.push_str(&format!("Authorization: {a}\r\n"));
+            head.header("Authorization", a.as_bytes());
         }
-        req.push_str("\r\n");
-        req.push_str(&body);
+        let mut req = head
+            .finish()
+            .map_err(|e| format!("cannot encode the publish request: {e}"))?;
+        req.extend_from_slice(body.as_bytes());
         let exchange = async {
             let mut stream = TcpStream::connect(addr).await?;
-            stream.write_all(req.as_bytes()).await?;
+            stream.write_all(&req).await?;
             let mut answer = Vec::with_capacity(256);
             let mut buf = [0u8; 2048];
             loop {
