@@ -66,6 +66,10 @@ else
   rm -rf "$unit_dir"
 fi
 
+echo "== Debian package (build, dpkg -i, check files/user/conffiles/unit, upgrade, purge)"
+# As root only (it installs into this machine); packs the debug binary built above.
+scripts/package-test.sh
+
 echo "== browser tests of the demo apps (headless Chromium: Q&A board with 3 windows, chat with a forced reconnect)"
 # Once, not per driver: holdfast demo runs with the default (io_uring if available, else epoll).
 # Screenshots go to target/browser/ (board.png, board-phone*.png, chat.png, chat-long*.png).

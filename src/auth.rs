@@ -2,7 +2,10 @@
 //!
 //! Pushpin has none (it binds the publish port to localhost); Fastly Fanout and the GRIP client
 //! libraries send `Authorization: Basic ...` or `Authorization: Bearer <JWT signed with the key,
-//! claims iss and exp>`. Sans-IO: takes the header value, answers yes or why not.
+//! claims iss and exp>`. Sans-IO: [`PublishAuth`] takes the header value and answers yes or why
+//! not; [`Credentials`] is the publisher's side (the demo apps, `holdfast publish`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -87,6 +90,73 @@ impl PublishAuth {
     }
 }
 
+/// Lifetime of the Bearer tokens [`Credentials`] signs: one publish needs seconds; a token
+/// that leaks from a log is stale soon.
+const TOKEN_TTL_SECS: u64 = 600;
+
+/// How a publisher authenticates to the publish API: the client side of [`PublishAuth`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Credentials {
+    #[default]
+    None,
+    /// `user:password`, sent as `Authorization: Basic ...`.
+    Basic(String),
+    /// An HS256 key (`base64:` prefix for binary keys) and the `iss` claim to sign a Bearer
+    /// token with.
+    Bearer { key: String, iss: Option<String> },
+}
+
+impl Credentials {
+    /// What the config asks of every publisher (secret files already read, see
+    /// `Config::with_secret_files`): Basic when set, else Bearer, else none.
+    pub fn from_config(c: &PublishConfig) -> Credentials {
+        match (&c.basic_auth, &c.jwt_key) {
+            (Some(userpass), _) => Credentials::Basic(userpass.clone()),
+            (None, Some(key)) => Credentials::Bearer {
+                key: key.clone(),
+                iss: c.jwt_iss.clone(),
+            },
+            (None, None) => Credentials::None,
+        }
+    }
+
+    /// The `Authorization` header value (a freshly signed token for Bearer), None for none.
+    pub fn authorization(&self) -> Result<Option<String>, String> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        match self {
+            Credentials::None => Ok(None),
+            Credentials::Basic(userpass) => Ok(Some(format!("Basic {}", b64.encode(userpass)))),
+            Credentials::Bearer { key, iss } => {
+                let secret = decode_key(key).map_err(|e| e.to_string())?;
+                let exp = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    + TOKEN_TTL_SECS;
+                let mut claims = serde_json::json!({ "exp": exp });
+                if let Some(iss) = iss {
+                    claims["iss"] = serde_json::Value::from(iss.as_str());
+                }
+                let token = jsonwebtoken::encode(
+                    &jsonwebtoken::Header::new(Algorithm::HS256),
+                    &claims,
+                    &jsonwebtoken::EncodingKey::from_secret(&secret),
+                )
+                .map_err(|e| format!("cannot sign a token: {e}"))?;
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    /// How these credentials are described in messages (never the secret).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credentials::None => "no credentials",
+            Credentials::Basic(_) => "Basic credentials",
+            Credentials::Bearer { .. } => "a Bearer token",
+        }
+    }
+}
+
 /// Compares secrets without an early exit on the first differing byte.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -143,6 +213,30 @@ mod tests {
         assert!(a.check(Some(with_nbf(-10).as_bytes())).is_ok());
         // Within the leeway (clock skew): accepted.
         assert!(a.check(Some(with_nbf(3).as_bytes())).is_ok());
+    }
+
+    #[test]
+    fn credentials_from_config_pass_the_check() {
+        let basic = auth(Some("user:secret"), None, None);
+        let creds = Credentials::Basic("user:secret".into());
+        let header = creds.authorization().unwrap().unwrap();
+        assert!(basic.check(Some(header.as_bytes())).is_ok());
+
+        let c = PublishConfig {
+            jwt_key: Some("base64:azN5".into()),
+            jwt_iss: Some("pub".into()),
+            ..PublishConfig::default()
+        };
+        let creds = Credentials::from_config(&c);
+        assert_eq!(creds.kind(), "a Bearer token");
+        let header = creds.authorization().unwrap().unwrap();
+        // "azN5" is base64 for "k3y": the same key the check decodes.
+        assert!(
+            auth(None, Some("k3y"), Some("pub"))
+                .check(Some(header.as_bytes()))
+                .is_ok()
+        );
+        assert_eq!(Credentials::None.authorization(), Ok(None));
     }
 
     #[test]

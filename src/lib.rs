@@ -11,6 +11,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod auth;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod demo;

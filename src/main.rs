@@ -1,11 +1,15 @@
-//! The holdfast command line: run the proxy, run the demo, or check a config.
+//! The holdfast command line: run the proxy, run the demo, check a config, or talk to a running
+//! instance (`publish`, `status`: `holdfast::cli`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use holdfast::demo::{DemoOptions, DemoOrigin, PublishAuth};
+use holdfast::auth::Credentials;
+use holdfast::cli::publish::PublishArgs;
+use holdfast::cli::status::StatusArgs;
+use holdfast::demo::{DemoOptions, DemoOrigin};
 use holdfast::{Config, Server};
 
 #[cfg(feature = "mimalloc")]
@@ -19,28 +23,34 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A thread-per-core GRIP proxy (Pushpin-compatible)"
 )]
 struct Cli {
-    /// TOML config file; without it the embedded default config is used.
-    #[arg(long, global = true)]
+    /// TOML config file. Without it `run` uses the embedded default config; `publish` and
+    /// `status` read /etc/holdfast/holdfast.toml if it exists.
+    #[arg(long, global = true, help_heading = "Global options")]
     config: Option<PathBuf>,
     /// Client listen address (repeatable); replaces server.listen.
-    #[arg(long = "listen", global = true)]
+    #[arg(long = "listen", global = true, help_heading = "Global options")]
     listen: Vec<SocketAddr>,
     /// Publish API listen address; replaces publish.listen.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     publish_listen: Option<SocketAddr>,
     /// Routes file (Pushpin syntax); replaces server.routes_file.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     routes: Option<PathBuf>,
     /// Worker threads (0 = one per CPU).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     workers: Option<usize>,
     /// Grip-Sig signing key (`base64:` prefix for binary keys). Visible to other local users in
     /// the process list: prefer --sig-key-file.
-    #[arg(long, global = true, conflicts_with = "sig_key_file")]
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "sig_key_file",
+        help_heading = "Global options"
+    )]
     sig_key: Option<String>,
     /// A file holding the Grip-Sig key (the same forms as --sig-key; trailing newlines stripped);
     /// replaces grip.sig_key and grip.sig_key_file.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     sig_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -61,6 +71,12 @@ enum Command {
     },
     /// Validate the config and routes, then exit.
     CheckConfig,
+    /// Publish one item to a running holdfast (like pushpin-publish). The publish listener and
+    /// credentials come from --config, else /etc/holdfast/holdfast.toml if present, else the
+    /// embedded default; flags replace them.
+    Publish(Box<PublishArgs>),
+    /// Show what a running holdfast holds and how busy it is (from its /metrics).
+    Status(StatusArgs),
 }
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
@@ -125,18 +141,6 @@ fn wait_for_stop(
     }
 }
 
-/// How the demo apps authenticate to the publish API: as the config asks of every publisher.
-fn publish_auth(config: &Config) -> PublishAuth {
-    match (&config.publish.basic_auth, &config.publish.jwt_key) {
-        (Some(userpass), _) => PublishAuth::Basic(userpass.clone()),
-        (None, Some(key)) => PublishAuth::Bearer {
-            key: key.clone(),
-            iss: config.publish.jwt_iss.clone(),
-        },
-        (None, None) => PublishAuth::None,
-    }
-}
-
 fn run(
     config: Config,
     demo: Option<DemoOrigin>,
@@ -144,7 +148,8 @@ fn run(
 ) -> Result<(), String> {
     let signals = signals()?;
     let config = config.with_secret_files().map_err(|e| e.to_string())?;
-    let auth = publish_auth(&config);
+    // The demo apps publish as the config asks of every publisher.
+    let auth = Credentials::from_config(&config.publish);
     let server = Server::start(config).map_err(|e| e.to_string())?;
     if let Some(d) = &demo {
         // The apps publish their changes to this holdfast, as any app would.
@@ -173,8 +178,34 @@ fn run(
     Ok(())
 }
 
+/// `publish` and `status`: print the answer, or the error with exit status 1.
+fn talk_to_instance(cli: &Cli) -> Option<ExitCode> {
+    let globals = holdfast::cli::Globals {
+        config: cli.config.clone(),
+        publish_listen: cli.publish_listen,
+    };
+    let (name, result) = match &cli.command {
+        Some(Command::Publish(args)) => ("publish", holdfast::cli::publish::run(args, &globals)),
+        Some(Command::Status(args)) => ("status", holdfast::cli::status::run(args, &globals)),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(out) => {
+            println!("{}", out.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("holdfast {name}: {e}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = talk_to_instance(&cli) {
+        return code;
+    }
     let mut config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -185,6 +216,7 @@ fn main() -> ExitCode {
     holdfast::logging::init(&config.log);
     let result = match &cli.command {
         None | Some(Command::Run) => run(config, None, &|| load_config(&cli)),
+        Some(Command::Publish(_) | Command::Status(_)) => Ok(()),
         Some(Command::CheckConfig) => holdfast::runtime::server::check(&config)
             .map(|s| {
                 println!(

@@ -1,62 +1,24 @@
 //! Publishing to holdfast's publish API (`POST /publish/`), as any app would: a small HTTP/1.1
 //! client on a tokio `TcpStream`, one short connection per publish.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::RwLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::Engine;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::cli::http::connectable as reachable;
+use crate::proto::http1::HeadWriter;
 
 /// A publish that takes longer than this is given up (and logged).
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes of the publish API's answer that are read.
 const ANSWER_BYTES_MAX: usize = 16 * 1024;
 
-/// How to authenticate to the publish API, when it asks for it.
-#[derive(Clone, Debug, Default)]
-pub enum PublishAuth {
-    #[default]
-    None,
-    /// `user:password`, sent as `Authorization: Basic ...`.
-    Basic(String),
-    /// An HS256 key (`base64:` prefix for binary keys) and the `iss` claim to sign a Bearer
-    /// token with.
-    Bearer { key: String, iss: Option<String> },
-}
-
-impl PublishAuth {
-    fn header(&self) -> Result<Option<String>, String> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        match self {
-            PublishAuth::None => Ok(None),
-            PublishAuth::Basic(userpass) => Ok(Some(format!("Basic {}", b64.encode(userpass)))),
-            PublishAuth::Bearer { key, iss } => {
-                let secret = match key.strip_prefix("base64:") {
-                    Some(k) => b64.decode(k).map_err(|e| format!("bad base64 key: {e}"))?,
-                    None => key.as_bytes().to_vec(),
-                };
-                let exp = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs())
-                    + 600;
-                let mut claims = serde_json::json!({ "exp": exp });
-                if let Some(iss) = iss {
-                    claims["iss"] = Value::from(iss.as_str());
-                }
-                let token = jsonwebtoken::encode(
-                    &jsonwebtoken::Header::default(),
-                    &claims,
-                    &jsonwebtoken::EncodingKey::from_secret(&secret),
-                )
-                .map_err(|e| format!("cannot sign: {e}"))?;
-                Ok(Some(format!("Bearer {token}")))
-            }
-        }
-    }
-}
+/// How the demo apps authenticate to the publish API, when it asks for it.
+pub use crate::auth::Credentials as PublishAuth;
 
 /// Where and how to publish. The address may be set after start (holdfast's publish listener is
 /// bound after the demo origin's).
@@ -95,21 +57,24 @@ impl Publisher {
             .auth
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .header()?;
+            .authorization()?;
         let body = serde_json::json!({ "items": items }).to_string();
-        let mut req = format!(
-            "POST /publish/ HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
+        // The head through the validating encoder, as every head holdfast writes.
+        let mut head = HeadWriter::request("POST", "/publish/", 256);
+        head.header("Host", addr.to_string().as_bytes())
+            .header("Content-Type", b"application/json")
+            .header("Content-Length", body.len().to_string().as_bytes())
+            .header("Connection", b"close");
         if let Some(a) = auth {
-            req.push_str(&format!("Authorization: {a}\r\n"));
+            head.header("Authorization", a.as_bytes());
         }
-        req.push_str("\r\n");
-        req.push_str(&body);
+        let mut req = head
+            .finish()
+            .map_err(|e| format!("cannot encode the publish request: {e}"))?;
+        req.extend_from_slice(body.as_bytes());
         let exchange = async {
             let mut stream = TcpStream::connect(addr).await?;
-            stream.write_all(req.as_bytes()).await?;
+            stream.write_all(&req).await?;
             let mut answer = Vec::with_capacity(256);
             let mut buf = [0u8; 2048];
             loop {
@@ -134,18 +99,5 @@ impl Publisher {
             let body = text.split("\r\n\r\n").nth(1).unwrap_or("").trim();
             Err(format!("publish to {addr} refused: {line}: {body}"))
         }
-    }
-}
-
-/// An address to connect to for one that may be a wildcard listen address.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-        }
-        _ => addr,
     }
 }
