@@ -27,6 +27,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[cluster]`: other holdfast nodes over NATS (off by default).
     pub cluster: crate::cluster::ClusterConfig,
+    /// `[zmq]`: Pushpin's ZeroMQ publish, command and stats sockets (off by default).
+    pub zmq: crate::zmq::ZmqConfig,
 }
 
 /// Which io_uring/epoll driver the workers run on.
@@ -615,6 +617,7 @@ impl Config {
             return bad("publish.basic_auth must be user:password");
         }
         self.cluster.validate()?;
+        self.zmq.validate()?;
         Ok(())
     }
 
@@ -686,6 +689,7 @@ mod tests {
             format!("{:?}", code.websocket)
         );
         assert_eq!(file.cluster, code.cluster);
+        assert_eq!(file.zmq, code.zmq);
     }
 
     #[test]

@@ -600,6 +600,7 @@ mod tests {
             publish_metrics: Arc::default(),
             admission: crate::runtime::admission::Admission::new(0, 0),
             cluster: None,
+            zmq: None,
         });
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .build()
