@@ -139,6 +139,7 @@ impl ZmqLink {
         }
     }
 
+    #[cfg_attr(not(feature = "zmq"), allow(dead_code))]
     pub(super) fn pop_interest(&self) -> Option<InterestChange> {
         self.interest.pop()
     }
