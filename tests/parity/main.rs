@@ -59,8 +59,8 @@ struct Pushpin {
     stdin: Option<ChildStdin>,
     http: SocketAddr,
     publish: SocketAddr,
-    /// ZeroMQ endpoints: PULL, SUB (bound), command.
-    zmq: [String; 3],
+    /// ZeroMQ endpoints: PULL, SUB (bound), command, stats.
+    zmq: [String; 4],
     dir: PathBuf,
 }
 
@@ -109,7 +109,11 @@ kill -KILL "$p" 2>/dev/null; wait"#;
             stdin,
             http: SocketAddr::from(([127, 0, 0, 1], http)),
             publish: SocketAddr::from(([127, 0, 0, 1], publish)),
-            zmq: zmq_ports.map(|p| format!("tcp://127.0.0.1:{p}")),
+            zmq: {
+                let [pull, sub, command] = zmq_ports.map(|p| format!("tcp://127.0.0.1:{p}"));
+                let stats = format!("ipc://{}/pty-stats", run.display());
+                [pull, sub, command, stats]
+            },
             dir: dir.to_path_buf(),
         };
         p.wait_ready();
@@ -224,13 +228,20 @@ fn parity_with_pushpin() {
         c.zmq.push_in_spec = "tcp://127.0.0.1:*".into();
         c.zmq.push_in_sub_specs = vec!["tcp://127.0.0.1:*".into()];
         c.zmq.command_spec = "tcp://127.0.0.1:*".into();
+        // Pushpin's stats socket reports every 10 s (stats_report_interval), as holdfast's.
+        c.zmq.stats_spec = "tcp://127.0.0.1:*".into();
         c
     });
     let holdfast_zmq = {
         let e = holdfast.server().and_then(|s| s.zmq_endpoints.clone());
         let e = e.expect("holdfast's [zmq] sockets");
         let one = |s: Option<String>| s.unwrap_or_default();
-        [one(e.pull), one(e.sub.first().cloned()), one(e.command)]
+        [
+            one(e.pull),
+            one(e.sub.first().cloned()),
+            one(e.command),
+            one(e.stats),
+        ]
     };
     // The app publishes every event to both proxies (django-grip publishes to all GRIP_PROXIES);
     // `key` is also the key it verifies Grip-Sig with. No control_iss: a `Bearer <key>` header
@@ -276,7 +287,8 @@ fn parity_with_pushpin() {
                     .args(["--only", &only])
                     .args(["--zmq-pull", &zmq[0]])
                     .args(["--zmq-sub", &zmq[1]])
-                    .args(["--zmq-command", &zmq[2]]);
+                    .args(["--zmq-command", &zmq[2]])
+                    .args(["--zmq-stats", &zmq[3]]);
                 scope.spawn(move || run(&mut cmd, Duration::from_secs(90)))
             })
             .collect();

@@ -123,6 +123,14 @@ EXPECTED += [
         "holdfast does not keep a registry of connection ids across its workers, so the `conncheck` "
         "command answers `not-supported` where Pushpin answers the ids it knows (here none: []).",
     ),
+    (
+        "zmq_stats",
+        "report.fields.*",
+        "holdfast's `report` carries from, connections, minutes, received, sent and duration (same "
+        "names and types as Pushpin's); it does not count http-response sends apart, nor client/"
+        "server header, content and message bytes, which Pushpin 1.36 adds.",
+        lambda a, b: a == "int" and b == ABSENT,
+    ),
 ]
 
 # How a value missing on one side shows in the report.
@@ -981,6 +989,7 @@ def run_scenarios(args):
         import zmq_scenarios
 
         ctx.update(zmq_pull=args.zmq_pull, zmq_sub=args.zmq_sub, zmq_command=args.zmq_command)
+        ctx.update(zmq_stats=args.zmq_stats)
 
         def bind(fn):
             deadline = lambda: time.monotonic() + IO_TIMEOUT  # noqa: E731
@@ -1067,6 +1076,7 @@ def main():
     s.add_argument("--zmq-pull", default="", help="the proxy's ZeroMQ PULL endpoint")
     s.add_argument("--zmq-sub", default="", help="its SUB endpoint (bound)")
     s.add_argument("--zmq-command", default="", help="its command endpoint")
+    s.add_argument("--zmq-stats", default="", help="its stats (PUB) endpoint")
     s.add_argument("--jobs", type=int, default=8, help="scenarios run at once")
     c = sub.add_parser("compare")
     c.add_argument("a")

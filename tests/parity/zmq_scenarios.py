@@ -159,8 +159,40 @@ def scenario_zmq_command(ctx, open_stream, read_stream_text, deadline):
     return obs
 
 
+def scenario_zmq_stats(ctx, open_stream, read_stream_text, deadline):
+    """One `report` message from the stats socket (both send one every 10 s), while a stream
+    client is connected: its framing, the fields and their types."""
+    if not ctx.get("zmq_stats"):
+        return {"skipped": "no stats endpoint"}
+    ch = ctx["label"] + "-zstats"
+    s = zmq.Context.instance().socket(zmq.SUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SUBSCRIBE, b"report ")
+    s.connect(ctx["zmq_stats"])
+    c, obs = open_stream(ctx, "/stream?ch=" + ch)
+    try:
+        obs["initial"], _ = read_stream_text(c, deadline(), "stream-open\n")
+        if not s.poll(12000, zmq.POLLIN):
+            obs["report"] = "none within 12 s"
+            return obs
+        kind, _, rest = s.recv().partition(b" ")
+        fields = tnetstring.loads(rest[1:]) if rest[:1] == b"T" else {}
+        obs["report"] = {
+            "type": kind.decode(),
+            "format": rest[:1].decode(),
+            "from_is_a_string": isinstance(fields.get(b"from"), bytes),
+            "fields": {k.decode(): type(v).__name__ for k, v in sorted(fields.items())},
+            "connections_at_least_1": fields.get(b"connections", 0) >= 1,
+        }
+    finally:
+        c.close()
+        s.close()
+    return obs
+
+
 SCENARIOS = [
     ("zmq_pull", scenario_zmq_pull),
     ("zmq_sub", scenario_zmq_sub),
     ("zmq_command", scenario_zmq_command),
+    ("zmq_stats", scenario_zmq_stats),
 ]
