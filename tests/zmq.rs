@@ -373,4 +373,14 @@ fn stats_socket_sends_pushpins_report() {
             assert!(f[key].is_u64(), "{key} in {f}");
         }
     }
+    // Pushpin's Prometheus request_received and connection_minute, in /metrics.
+    let text = proxy_get_metrics(&proxy);
+    let sum = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(sum("holdfast_requests_received_total{") >= 1.0, "{text}");
+    assert!(sum("holdfast_connection_seconds_total{") > 0.1, "{text}");
 }

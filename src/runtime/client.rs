@@ -19,6 +19,7 @@ use super::proxy;
 use super::tls_io;
 use super::worker::Worker;
 use crate::hub::ConnId;
+use crate::metrics::WorkerMetrics;
 use crate::proto::http1::{self, BodyKind, HeadLimits, Parsed, RequestHead};
 
 /// What woke a waiting connection.
@@ -327,6 +328,7 @@ impl ClientConn {
                 match http1::parse_request(buf, limits) {
                     Ok(Parsed::Complete(head, used)) => {
                         buf.drain(..used);
+                        WorkerMetrics::inc(&w.metrics.requests);
                         return Ok(head);
                     }
                     Ok(Parsed::NeedMore) => {}

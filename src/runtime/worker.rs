@@ -678,6 +678,11 @@ async fn timer_loop(w: Rc<Worker>) {
             }
         }
         w.police_outboxes(now);
+        let open = w
+            .metrics
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed);
+        WorkerMetrics::add(&w.metrics.connection_ms, open * TIMER_TICK_MS);
         ticks += 1;
         if cfg!(debug_assertions) && ticks.is_multiple_of(AUDIT_EVERY_TICKS) {
             w.audit_outbox_total();

@@ -186,11 +186,18 @@ struct Thread {
 /// The running totals a `report` is the difference of.
 struct StatsClock {
     last_report_ms: u64,
-    last_sample_ms: u64,
-    connection_ms: u128,
+    last: Totals,
+    /// Connection time not yet reported as a whole minute.
+    connection_ms_left: u64,
+    from: String,
+}
+
+/// Counters over all workers and publish paths.
+#[derive(Clone, Copy, Default)]
+struct Totals {
     received: u64,
     sent: u64,
-    from: String,
+    connection_ms: u64,
 }
 
 impl Thread {
@@ -203,15 +210,13 @@ impl Thread {
             epoch: Instant::now(),
             stats: StatsClock {
                 last_report_ms: 0,
-                last_sample_ms: 0,
-                connection_ms: 0,
-                received: 0,
-                sent: 0,
+                last: Totals::default(),
+                connection_ms_left: 0,
                 from,
             },
             cx,
         };
-        (t.stats.received, t.stats.sent) = t.totals();
+        t.stats.last = t.totals();
         t
     }
 
@@ -223,7 +228,7 @@ impl Thread {
         tracing::info!(endpoints = ?self.s.endpoints, "zmq: sockets open");
         while !self.cx.link.is_stopping() {
             self.follow_interest();
-            self.sample_stats();
+            self.report_stats();
             let (pull, sub, command) = match self.poll() {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -439,6 +444,53 @@ fn refresh_item(args: &Value<'_>, limits: &PublishLimits) -> Result<Item, (&'sta
     crate::proto::publish::parse_item_value(&json, limits).map_err(|e| ("bad-request", e))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::publish::WsAction;
+
+    fn args(entries: Vec<(&'static str, Value<'static>)>) -> Value<'static> {
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes(), v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn refresh_a_channel_is_a_ws_refresh_item_checked_like_a_publish() {
+        let limits = PublishLimits::default();
+        let item = refresh_item(&args(vec![("channel", Value::Bytes(b"room"))]), &limits).unwrap();
+        assert_eq!(item.channel, "room");
+        assert_eq!(item.ws_message.map(|w| w.action), Some(WsAction::Refresh));
+        let bad = |a| refresh_item(&a, &limits).unwrap_err();
+        assert_eq!(bad(args(vec![])).0, "bad-request");
+        assert_eq!(
+            bad(args(vec![("channel", Value::Bytes(b""))])).0,
+            "bad-request"
+        );
+        assert_eq!(bad(args(vec![("channel", Value::Int(1))])).0, "bad-request");
+        assert_eq!(
+            bad(args(vec![("cid", Value::Bytes(b"x"))])).0,
+            "not-supported"
+        );
+    }
+
+    #[test]
+    fn ephemeral_ports_are_reported_as_bound() {
+        let context = zmq::Context::new();
+        let s = context.socket(zmq::PULL).unwrap();
+        s.bind("tcp://127.0.0.1:*").unwrap();
+        let got = resolved("tcp://127.0.0.1:*", &s);
+        assert!(
+            got.starts_with("tcp://127.0.0.1:") && !got.ends_with(":*"),
+            "{got}"
+        );
+        assert_eq!(resolved("tcp://127.0.0.1:5560", &s), "tcp://127.0.0.1:5560");
+    }
+}
+
 impl Thread {
     /// Applies the workers' interest changes to the SUB socket's subscriptions.
     fn follow_interest(&mut self) {
@@ -469,53 +521,48 @@ impl Thread {
         gauge.store(self.interest.len() as u64, Relaxed);
     }
 
-    /// Items received (all publish paths) and messages sent to subscribers, so far.
-    fn totals(&self) -> (u64, u64) {
-        let received = self.cx.publish.items.load(Relaxed);
-        let sent = self
-            .cx
-            .workers
-            .iter()
-            .map(|w| w.delivered.load(Relaxed))
-            .sum();
-        (received, sent)
+    /// Items received (all publish paths), messages sent to subscribers and connection time,
+    /// so far.
+    fn totals(&self) -> Totals {
+        let sum = |f: fn(&WorkerMetrics) -> &std::sync::atomic::AtomicU64| {
+            self.cx.workers.iter().map(|w| f(w).load(Relaxed)).sum()
+        };
+        Totals {
+            received: self.cx.publish.items.load(Relaxed),
+            sent: sum(|w| &w.delivered),
+            connection_ms: sum(|w| &w.connection_ms),
+        }
     }
 
-    /// Integrates open connections over time; sends a `report` when one is due.
-    fn sample_stats(&mut self) {
-        if self.s.stats.is_none() {
+    /// Sends Pushpin's `report` when one is due: the counts since the last one.
+    fn report_stats(&mut self) {
+        let now = self.now_ms();
+        let interval = self.cx.link.config.stats_report_interval_ms;
+        if self.s.stats.is_none() || now - self.stats.last_report_ms < interval {
             return;
         }
-        let now = self.now_ms();
         let open: u64 = self
             .cx
             .workers
             .iter()
             .map(|w| w.connections.load(Relaxed))
             .sum();
+        let t = self.totals();
         let st = &mut self.stats;
-        st.connection_ms += u128::from(open) * u128::from(now - st.last_sample_ms);
-        st.last_sample_ms = now;
-        if now - st.last_report_ms < self.cx.link.config.stats_report_interval_ms {
-            return;
-        }
-        let (received, sent) = self.totals();
-        let st = &mut self.stats;
-        let minutes = st.connection_ms / 60_000;
-        st.connection_ms %= 60_000;
+        let connection_ms =
+            st.connection_ms_left + t.connection_ms.saturating_sub(st.last.connection_ms);
+        st.connection_ms_left = connection_ms % 60_000;
+        let delta = |now: u64, then: u64| Value::Int(now.saturating_sub(then) as i64);
         let fields = Value::Map(vec![
             (b"from", Value::Bytes(st.from.as_bytes())),
             (b"connections", Value::Int(open as i64)),
-            (b"minutes", Value::Int(minutes as i64)),
-            (
-                b"received",
-                Value::Int(received.saturating_sub(st.received) as i64),
-            ),
-            (b"sent", Value::Int(sent.saturating_sub(st.sent) as i64)),
+            (b"minutes", Value::Int((connection_ms / 60_000) as i64)),
+            (b"received", delta(t.received, st.last.received)),
+            (b"sent", delta(t.sent, st.last.sent)),
             (b"duration", Value::Int((now - st.last_report_ms) as i64)),
         ]);
         let msg = wire::stats_message("report", &fields, self.cx.link.config.stats_format);
-        (st.received, st.sent, st.last_report_ms) = (received, sent, now);
+        (st.last, st.last_report_ms) = (t, now);
         if let Some(stats) = &self.s.stats
             && let Err(e) = stats.send(msg, zmq::DONTWAIT)
         {

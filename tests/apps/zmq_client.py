@@ -144,6 +144,8 @@ def pubcontrol(args):
     client = ZmqPubControlClient(args["command"])
     client.publish(args["channel"], Item(HttpStreamFormat(args["content"])), blocking=True)
     say({"push_uri": client.push_uri})
+    # pubcontrol's PUSH socket has linger 0: closing at once may discard what is still queued.
+    time.sleep(0.5)
     client.close()
 
 
