@@ -444,53 +444,6 @@ fn refresh_item(args: &Value<'_>, limits: &PublishLimits) -> Result<Item, (&'sta
     crate::proto::publish::parse_item_value(&json, limits).map_err(|e| ("bad-request", e))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::publish::WsAction;
-
-    fn args(entries: Vec<(&'static str, Value<'static>)>) -> Value<'static> {
-        Value::Map(
-            entries
-                .into_iter()
-                .map(|(k, v)| (k.as_bytes(), v))
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn refresh_a_channel_is_a_ws_refresh_item_checked_like_a_publish() {
-        let limits = PublishLimits::default();
-        let item = refresh_item(&args(vec![("channel", Value::Bytes(b"room"))]), &limits).unwrap();
-        assert_eq!(item.channel, "room");
-        assert_eq!(item.ws_message.map(|w| w.action), Some(WsAction::Refresh));
-        let bad = |a| refresh_item(&a, &limits).unwrap_err();
-        assert_eq!(bad(args(vec![])).0, "bad-request");
-        assert_eq!(
-            bad(args(vec![("channel", Value::Bytes(b""))])).0,
-            "bad-request"
-        );
-        assert_eq!(bad(args(vec![("channel", Value::Int(1))])).0, "bad-request");
-        assert_eq!(
-            bad(args(vec![("cid", Value::Bytes(b"x"))])).0,
-            "not-supported"
-        );
-    }
-
-    #[test]
-    fn ephemeral_ports_are_reported_as_bound() {
-        let context = zmq::Context::new();
-        let s = context.socket(zmq::PULL).unwrap();
-        s.bind("tcp://127.0.0.1:*").unwrap();
-        let got = resolved("tcp://127.0.0.1:*", &s);
-        assert!(
-            got.starts_with("tcp://127.0.0.1:") && !got.ends_with(":*"),
-            "{got}"
-        );
-        assert_eq!(resolved("tcp://127.0.0.1:5560", &s), "tcp://127.0.0.1:5560");
-    }
-}
-
 impl Thread {
     /// Applies the workers' interest changes to the SUB socket's subscriptions.
     fn follow_interest(&mut self) {
@@ -568,5 +521,52 @@ impl Thread {
         {
             tracing::debug!("zmq: stats report not sent: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::publish::WsAction;
+
+    fn args(entries: Vec<(&'static str, Value<'static>)>) -> Value<'static> {
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes(), v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn refresh_a_channel_is_a_ws_refresh_item_checked_like_a_publish() {
+        let limits = PublishLimits::default();
+        let item = refresh_item(&args(vec![("channel", Value::Bytes(b"room"))]), &limits).unwrap();
+        assert_eq!(item.channel, "room");
+        assert_eq!(item.ws_message.map(|w| w.action), Some(WsAction::Refresh));
+        let bad = |a| refresh_item(&a, &limits).unwrap_err();
+        assert_eq!(bad(args(vec![])).0, "bad-request");
+        assert_eq!(
+            bad(args(vec![("channel", Value::Bytes(b""))])).0,
+            "bad-request"
+        );
+        assert_eq!(bad(args(vec![("channel", Value::Int(1))])).0, "bad-request");
+        assert_eq!(
+            bad(args(vec![("cid", Value::Bytes(b"x"))])).0,
+            "not-supported"
+        );
+    }
+
+    #[test]
+    fn ephemeral_ports_are_reported_as_bound() {
+        let context = zmq::Context::new();
+        let s = context.socket(zmq::PULL).unwrap();
+        s.bind("tcp://127.0.0.1:*").unwrap();
+        let got = resolved("tcp://127.0.0.1:*", &s);
+        assert!(
+            got.starts_with("tcp://127.0.0.1:") && !got.ends_with(":*"),
+            "{got}"
+        );
+        assert_eq!(resolved("tcp://127.0.0.1:5560", &s), "tcp://127.0.0.1:5560");
     }
 }
