@@ -384,3 +384,18 @@ fn stats_socket_sends_pushpins_report() {
     assert!(sum("holdfast_requests_received_total{") >= 1.0, "{text}");
     assert!(sum("holdfast_connection_seconds_total{") > 0.1, "{text}");
 }
+
+#[test]
+fn a_message_over_message_bytes_max_is_not_taken() {
+    let origin = Origin::fixed(stream_hold("zm", b"init\n"));
+    let proxy = zmq_proxy(&origin, |c| c.zmq.message_bytes_max = 200);
+    let e = endpoints(&proxy);
+    let mut sub = proxy.subscribe("/s", b"init\n");
+    let big = "x".repeat(300) + "\n";
+    let messages = json!([[{"tnet": stream_item("zm", &big)}]]);
+    run("push", json!({"endpoint": e.pull, "messages": messages}));
+    // libzmq drops the peer that sent it; a new publisher's small message gets through.
+    let messages = json!([[{"tnet": stream_item("zm", "small\n")}]]);
+    run("push", json!({"endpoint": e.pull, "messages": messages}));
+    assert_eq!(sub.read_chunk().as_deref(), Some(&b"small\n"[..]));
+}
