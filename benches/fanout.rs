@@ -36,6 +36,7 @@ fn worker() -> Worker {
         publish_metrics: Arc::default(),
         admission: holdfast::runtime::admission::Admission::new(0, 0),
         cluster: None,
+        zmq: None,
     });
     Worker::new(0, shared)
 }

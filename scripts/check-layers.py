@@ -15,7 +15,11 @@ import sys
 
 def top_module(src, path):
     rel = os.path.relpath(path, src).split(os.sep)
-    return rel[0][:-3] if len(rel) == 1 else rel[0]
+    if len(rel) > 1:
+        return rel[0]
+    # `routes_tests.rs` holds the unit tests of `routes.rs` (included with #[path]).
+    name = rel[0][:-3]
+    return name[: -len("_tests")] if name.endswith("_tests") else name
 
 
 def imports(src):

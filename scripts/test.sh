@@ -14,6 +14,8 @@ command -v pushpin >/dev/null 2>&1 || need_apt+=(pushpin)
 # NATS, for the cluster test (tests/cluster.rs starts a three-member NATS cluster on loopback).
 # Debian puts it in /usr/sbin, which is not on every user's PATH: the test looks there too.
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
+# A C++ compiler: the zmq crate (cargo feature "zmq", on by default) builds libzmq from source.
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
@@ -21,7 +23,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-echo "== test apps: npm (serve-grip origin, playwright-core for the browser tests) and PyPI (gripcontrol publisher)"
+echo "== test apps: npm (serve-grip origin, playwright-core for the browser tests) and PyPI (gripcontrol publisher, pyzmq)"
 command -v node >/dev/null 2>&1 || { echo "node is required (Node 18+)"; exit 1; }
 (cd tests/apps/serve-grip && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

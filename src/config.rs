@@ -5,6 +5,7 @@
 //! falls back to a default. This module reads no sockets; it only parses text and validates values.
 
 pub mod cluster;
+pub mod zmq;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[cluster]`: other holdfast nodes over NATS (off by default).
     pub cluster: cluster::ClusterConfig,
+    /// `[zmq]`: Pushpin's ZeroMQ publish, command and stats sockets (off by default).
+    pub zmq: zmq::ZmqConfig,
 }
 
 /// Which io_uring/epoll driver the workers run on.
@@ -617,6 +620,7 @@ impl Config {
             return bad("publish.basic_auth must be user:password");
         }
         self.cluster.validate()?;
+        self.zmq.validate()?;
         Ok(())
     }
 
@@ -688,6 +692,7 @@ mod tests {
             format!("{:?}", code.websocket)
         );
         assert_eq!(file.cluster, code.cluster);
+        assert_eq!(file.zmq, code.zmq);
     }
 
     #[test]

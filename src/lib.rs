@@ -25,6 +25,7 @@ pub mod redact;
 pub mod routes;
 pub mod runtime;
 pub mod tls;
+pub mod zmq;
 
 pub use config::Config;
 pub use runtime::server::{Server, StartError};

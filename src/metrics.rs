@@ -38,6 +38,11 @@ impl Histogram {
 pub struct WorkerMetrics {
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    /// Client request heads read (Pushpin's `request_received`).
+    pub requests: AtomicU64,
+    /// Open connections integrated over time, sampled every timer tick (Pushpin's
+    /// `connection_minute`, in milliseconds).
+    pub connection_ms: AtomicU64,
     /// TLS handshakes completed, and failed (bad client hello, timeout, closed midway).
     pub tls_handshakes: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
@@ -146,6 +151,21 @@ fn connections(out: &mut String, workers: &[&WorkerMetrics]) {
     }
 }
 
+/// Open connections integrated over time (Pushpin's `connection_minute`, here in seconds).
+fn connection_seconds(out: &mut String, workers: &[&WorkerMetrics]) {
+    let name = "holdfast_connection_seconds_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Seconds client connections have been open, summed over connections.",
+    );
+    for (i, w) in workers.iter().enumerate() {
+        let secs = w.connection_ms.load(Relaxed) as f64 / 1000.0;
+        let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {secs}");
+    }
+}
+
 fn content_over_limit(out: &mut String, workers: &[&WorkerMetrics]) {
     let name = "holdfast_content_over_limit_total";
     family(
@@ -239,6 +259,15 @@ pub fn render(workers: &[&WorkerMetrics], publish: &PublishMetrics) -> String {
         "Client connections accepted.",
         |m| &m.accepted,
     );
+    per_worker(
+        &mut out,
+        w,
+        "holdfast_requests_received_total",
+        "counter",
+        "Client requests read (HTTP requests and WebSocket handshakes).",
+        |m| &m.requests,
+    );
+    connection_seconds(&mut out, w);
     per_worker(
         &mut out,
         w,
@@ -404,6 +433,11 @@ mod tests {
         );
         assert!(text.contains("holdfast_publish_to_write_seconds_count{worker=\"0\"} 2"));
         assert!(text.contains("holdfast_publishes_received_total 1"));
+        WorkerMetrics::add(&w.connection_ms, 90_500);
+        WorkerMetrics::inc(&w.requests);
+        let text = render(&[&w], &p);
+        assert!(text.contains("holdfast_connection_seconds_total{worker=\"0\"} 90.5"));
+        assert!(text.contains("holdfast_requests_received_total{worker=\"0\"} 1"));
         assert!(text.contains("# TYPE holdfast_origin_errors_total counter"));
         assert!(text.contains(
             "holdfast_slow_consumer_cuts_total{worker=\"0\",reason=\"worker_budget\"} 0"

@@ -461,8 +461,40 @@ def http1_encode():
     head("meta_header_nul", True, False, "POST", "/ws", 0, "", [("Meta-User", "a\x00b")])
 
 
+def tnet(v):
+    """A tnetstring, as Pushpin and Python's tnetstring write it."""
+    if v is None:
+        return b"0:~"
+    if isinstance(v, bool):
+        d, tag = (b"true" if v else b"false"), b"!"
+    elif isinstance(v, int):
+        d, tag = str(v).encode(), b"#"
+    elif isinstance(v, float):
+        d, tag = repr(v).encode(), b"^"
+    elif isinstance(v, (str, bytes)):
+        d, tag = (v.encode() if isinstance(v, str) else v), b","
+    elif isinstance(v, list):
+        d, tag = b"".join(tnet(x) for x in v), b"]"
+    else:
+        d, tag = b"".join(tnet(k) + tnet(x) for k, x in v.items()), b"}"
+    return str(len(d)).encode() + b":" + d + tag
+
+
+def zmq_message():
+    t = "zmq_message"
+    stream = {"channel": "test", "formats": {"http-stream": {"content": "hello\n"}}}
+    write(t, "pull_tnetstring", tnet(stream))
+    write(t, "pull_t_prefix", b"T" + tnet(stream))
+    write(t, "pull_json", b'J{"channel": "c", "id": "2", "prev-id": "1", "formats": {"ws-message": {"content": "hi"}}}')
+    write(t, "sub_channel_part", b"abc" + tnet({"formats": {"ws-message": {"content-bin": b"\x00\xff", "type": "binary"}}}))
+    write(t, "raw_body", tnet({"channel": "c", "http-response": {"code": 200, "headers": [["A", "b"]], "body": b"\xff"}}))
+    write(t, "command_publish", tnet({"id": "1", "method": "publish", "args": {"items": [stream, {"channel": ""}]}}))
+    write(t, "command_uris", tnet({"method": "get-zmq-uris"}))
+    write(t, "nested", tnet({"a": [[[[{"b": [1.5, -2, None, True]}]]]]}))
+
+
 if __name__ == "__main__":
     for f in [http1_request, http1_encode, http1_chunked, http1_response_head, ws_frame, ws_handshake, wsoh_events,
-              wsoh_control, grip_headers, grip_json, publish_body, routes_file, config]:
+              wsoh_control, grip_headers, grip_json, publish_body, routes_file, config, zmq_message]:
         f()
     print("seeds written under", os.path.relpath(ROOT))

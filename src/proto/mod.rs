@@ -7,5 +7,7 @@ pub mod grip;
 pub mod http1;
 pub mod names;
 pub mod publish;
+pub mod tnetstring;
 pub mod ws;
 pub mod wsoh;
+pub mod zmq;

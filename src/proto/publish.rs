@@ -292,6 +292,12 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// Parses one item already read as JSON (or converted to it, as ZeroMQ's tnetstring items are:
+/// `proto::zmq`): the same checks as an item of a publish body; the error has no item index.
+pub fn parse_item_value(value: &Value, limits: &PublishLimits) -> Result<Item, String> {
+    parse_item(value, limits)
+}
+
 fn parse_item(value: &Value, limits: &PublishLimits) -> Res<Item> {
     let Value::Object(map) = value else {
         return Err("the item is not an object".to_owned());

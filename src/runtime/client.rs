@@ -19,6 +19,7 @@ use super::proxy;
 use super::worker::Worker;
 use crate::hub::ConnId;
 use crate::io::tls_io;
+use crate::metrics::WorkerMetrics;
 use crate::proto::http1::{self, BodyKind, HeadLimits, Parsed, RequestHead};
 
 /// What woke a waiting connection.
@@ -319,6 +320,7 @@ impl ClientConn {
                 match http1::parse_request(buf, limits) {
                     Ok(Parsed::Complete(head, used)) => {
                         buf.drain(..used);
+                        WorkerMetrics::inc(&w.metrics.requests);
                         return Ok(head);
                     }
                     Ok(Parsed::NeedMore) => {}
@@ -593,6 +595,7 @@ mod tests {
             publish_metrics: Arc::default(),
             admission: crate::runtime::admission::Admission::new(0, 0),
             cluster: None,
+            zmq: None,
         });
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .build()

@@ -53,6 +53,8 @@ pub struct Shared {
     pub admission: admission::Admission,
     /// The link to the other nodes (`[cluster]`), when enabled.
     pub cluster: Option<Arc<crate::cluster::ClusterLink>>,
+    /// The ZeroMQ sockets' queues (`[zmq]`), when enabled.
+    pub zmq: Option<Arc<crate::zmq::ZmqLink>>,
 }
 
 /// Lets other tasks on this worker run before continuing.

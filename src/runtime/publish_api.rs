@@ -89,6 +89,10 @@ async fn serve(
         let receiving = api.clone();
         monoio::spawn(async move { link.receive_loop(&receiving.ingest).await });
     }
+    if let Some(link) = api.shared.zmq.clone() {
+        let receiving = api.clone();
+        monoio::spawn(async move { zmq_receive_loop(&link, &receiving).await });
+    }
     if let Some(metrics) = metrics {
         // Ends with the runtime, when the loop below returns.
         monoio::spawn(accept_loop(metrics, api.clone(), Listener::Metrics));
@@ -357,6 +361,9 @@ async fn serve_endpoint(api: &Api, endpoint: Endpoint, head: &RequestHead, body:
             if let Some(link) = &api.shared.cluster {
                 link.metrics.render(&mut text);
             }
+            if let Some(link) = &api.shared.zmq {
+                crate::zmq::link::render_metrics(link, &mut text);
+            }
             Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",
@@ -365,6 +372,33 @@ async fn serve_endpoint(api: &Api, endpoint: Endpoint, head: &RequestHead, body:
             }
         }
         Endpoint::Index => Reply::text(200, "holdfast publish API: POST /publish/\n"),
+    }
+}
+
+/// Items validated by the HTTP API or the ZeroMQ thread: counted, forwarded to the cluster,
+/// ingested (sequenced, encoded once, queued for every worker).
+async fn accept(api: &Api, items: Vec<publish::Item>) {
+    WorkerMetrics::add(&api.shared.publish_metrics.items, items.len() as u64);
+    if let Some(link) = &api.shared.cluster {
+        link.forward(&items).await;
+    }
+    api.ingest.publish(items).await;
+}
+
+/// Feeds what the ZeroMQ thread accepted into the ingest, in the order it arrived, for as long as
+/// the thread lives. While this waits on the workers, the ZeroMQ thread's queue fills and it
+/// stops reading its sockets.
+async fn zmq_receive_loop(link: &crate::zmq::ZmqLink, api: &Api) {
+    use crate::zmq::FromZmq;
+    loop {
+        link.incoming.rung().await;
+        while let Some(msg) = link.incoming.pop() {
+            match msg {
+                FromZmq::Items(items) => accept(api, items).await,
+                FromZmq::Recover => api.ingest.recover().await,
+                FromZmq::Local(items) => api.ingest.publish(items).await,
+            }
+        }
     }
 }
 
@@ -387,11 +421,7 @@ async fn publish(api: &Api, head: &RequestHead, body: Vec<u8>) -> Reply {
         }
     };
     let count = items.len();
-    WorkerMetrics::add(&counters.items, count as u64);
-    if let Some(link) = &api.shared.cluster {
-        link.forward(&items).await;
-    }
-    api.ingest.publish(items).await;
+    accept(api, items).await;
     tracing::debug!("published {count} items");
     let wants_json = http1::header_value(&head.headers, "accept")
         .is_some_and(|v| String::from_utf8_lossy(v).contains("application/json"));

@@ -41,6 +41,9 @@ pub enum StartError {
     NoUring,
     #[error("cannot start a thread: {0}")]
     Thread(io::Error),
+    #[cfg(feature = "zmq")]
+    #[error(transparent)]
+    Zmq(#[from] crate::zmq::thread::OpenError),
 }
 
 /// How long a reload or shutdown waits for every worker to acknowledge it.
@@ -55,12 +58,15 @@ pub struct Server {
     pub publish_addr: SocketAddr,
     /// `publish.metrics_listen`'s address, when `/metrics` has a listener of its own.
     pub metrics_addr: Option<SocketAddr>,
+    /// The ZeroMQ endpoints as bound, when `[zmq]` is enabled.
+    pub zmq_endpoints: Option<crate::zmq::Endpoints>,
     shared: Arc<Shared>,
     /// Rung to stop the publish thread (a doorbell only: nothing is queued).
     publish_stop: Arc<Inbox<()>>,
     publish_thread: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     cluster_thread: Option<JoinHandle<()>>,
+    zmq_thread: Option<JoinHandle<()>>,
 }
 
 /// Builds a runtime on the chosen driver.
@@ -191,6 +197,15 @@ impl Server {
             .cluster
             .enabled
             .then(|| Arc::new(crate::cluster::ClusterLink::new(config.cluster.clone())));
+        let zmq_link = config
+            .zmq
+            .enabled
+            .then(|| Arc::new(crate::zmq::ZmqLink::new(config.zmq.clone())));
+        #[cfg(feature = "zmq")]
+        let zmq_sockets = zmq_link
+            .as_deref()
+            .map(crate::zmq::thread::open)
+            .transpose()?;
         let inboxes = (0..workers)
             .map(|_| Arc::new(Inbox::new(config.publish.inbox_capacity)))
             .collect();
@@ -207,6 +222,7 @@ impl Server {
             publish_metrics: Arc::default(),
             admission: super::admission::Admission::new(config_limits.0, config_limits.1),
             cluster: cluster_link,
+            zmq: zmq_link,
         });
         let mut handles = Vec::with_capacity(workers);
         for (index, listeners) in per_worker.into_iter().enumerate() {
@@ -219,6 +235,23 @@ impl Server {
             ),
             None => None,
         };
+        #[cfg(feature = "zmq")]
+        let (zmq_endpoints, zmq_thread) = match (zmq_sockets, &shared.zmq) {
+            (Some(sockets), Some(link)) => {
+                let endpoints = sockets.endpoints.clone();
+                let cx = crate::zmq::thread::Context {
+                    link: link.clone(),
+                    limits: cluster_limits(&shared.config),
+                    workers: shared.metrics.clone(),
+                    publish: shared.publish_metrics.clone(),
+                };
+                let thread = crate::zmq::thread::spawn(sockets, cx).map_err(StartError::Thread)?;
+                (Some(endpoints), Some(thread))
+            }
+            _ => (None, None),
+        };
+        #[cfg(not(feature = "zmq"))]
+        let (zmq_endpoints, zmq_thread) = (None, None);
         let publish_stop = Arc::new(Inbox::new(1));
         let publish_thread = publish_api::spawn(
             publish_listener,
@@ -240,11 +273,13 @@ impl Server {
             tls_addrs,
             publish_addr,
             metrics_addr,
+            zmq_endpoints,
             shared,
             publish_stop,
             publish_thread: Some(publish_thread),
             workers: handles,
             cluster_thread,
+            zmq_thread,
         })
     }
 
@@ -269,7 +304,12 @@ impl Server {
 
     /// Stops accepting, ends held connections, and waits for every thread.
     pub fn shutdown(mut self) {
-        // The publish thread first: it may be waiting on a worker inbox.
+        // The ZeroMQ thread first: it may be waiting for room in the publish thread's queue.
+        if let (Some(link), Some(t)) = (&self.shared.zmq, self.zmq_thread.take()) {
+            link.stop();
+            let _ = t.join();
+        }
+        // Then the publish thread: it may be waiting on a worker inbox.
         self.publish_stop.ring();
         if let Some(t) = self.publish_thread.take() {
             let _ = t.join();
@@ -299,7 +339,8 @@ pub struct Listener {
     pub tls: bool,
 }
 
-/// The limits an item from another node is checked against: this node's own publish limits.
+/// The limits an item from another node (or from ZeroMQ) is checked against: this node's own
+/// publish limits.
 fn cluster_limits(config: &Config) -> crate::proto::publish::PublishLimits {
     crate::proto::publish::PublishLimits {
         items_max: config.publish.items_max,

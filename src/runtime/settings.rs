@@ -165,5 +165,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.cluster != new.cluster {
         fields.push("cluster");
     }
+    if old.zmq != new.zmq {
+        fields.push("zmq");
+    }
     fields
 }

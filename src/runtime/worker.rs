@@ -81,6 +81,8 @@ pub struct Worker {
     stop_wakers: RefCell<slab::Slab<Waker>>,
     /// Tells the cluster thread which channels this worker holds (`[cluster]` on).
     cluster: Option<crate::cluster::WorkerInterest>,
+    /// Tells the ZeroMQ thread likewise, for its SUB socket's subscriptions (`[zmq]` on).
+    zmq: Option<crate::zmq::WorkerInterest>,
 }
 
 impl Worker {
@@ -113,6 +115,10 @@ impl Worker {
                 .cluster
                 .clone()
                 .map(crate::cluster::WorkerInterest::new),
+            zmq: shared
+                .zmq
+                .as_ref()
+                .and_then(crate::zmq::WorkerInterest::new),
             shared,
         }
     }
@@ -267,7 +273,8 @@ impl Worker {
         self.change_sink(slot, sink);
         let mut table = self.channels.borrow_mut();
         for name in channels {
-            let first = self.cluster.is_some() && table.subscribers(name).is_none();
+            let tracked = self.cluster.is_some() || self.zmq.is_some();
+            let first = tracked && table.subscribers(name).is_none();
             let (key, added) = table.subscribe(name, id);
             if added {
                 if first {
@@ -390,8 +397,12 @@ impl Worker {
         self.table_gauges(&table);
     }
 
-    /// Tells the cluster thread a channel gained its first or lost its last subscriber here.
+    /// Tells the cluster and ZeroMQ threads a channel gained its first or lost its last
+    /// subscriber here.
     fn cluster_note(&self, change: crate::cluster::InterestChange) {
+        if let Some(z) = &self.zmq {
+            z.note(change.clone());
+        }
         if let Some(c) = &self.cluster {
             c.note(change);
         }
@@ -665,6 +676,9 @@ async fn timer_loop(w: Rc<Worker>) {
         if let Some(c) = &w.cluster {
             c.flush();
         }
+        if let Some(z) = &w.zmq {
+            z.flush();
+        }
         w.timers.borrow_mut().expire(now, &mut due);
         {
             let mut conns = w.conns.borrow_mut();
@@ -676,6 +690,11 @@ async fn timer_loop(w: Rc<Worker>) {
             }
         }
         w.police_outboxes(now);
+        let open = w
+            .metrics
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed);
+        WorkerMetrics::add(&w.metrics.connection_ms, open * TIMER_TICK_MS);
         ticks += 1;
         if cfg!(debug_assertions) && ticks.is_multiple_of(AUDIT_EVERY_TICKS) {
             w.audit_outbox_total();

@@ -59,6 +59,8 @@ struct Pushpin {
     stdin: Option<ChildStdin>,
     http: SocketAddr,
     publish: SocketAddr,
+    /// ZeroMQ endpoints: PULL, SUB (bound), command, stats.
+    zmq: [String; 4],
     dir: PathBuf,
 }
 
@@ -72,6 +74,7 @@ impl Pushpin {
         std::fs::write(&routes_file, routes).unwrap();
         let http = free_port();
         let publish = free_port();
+        let zmq_ports = [free_port(), free_port(), free_port()];
         let template = std::fs::read_to_string(parity_dir().join("pushpin.conf.template")).unwrap();
         let conf = template
             .replace("{RUNDIR}", run.to_str().unwrap())
@@ -80,9 +83,9 @@ impl Pushpin {
             .replace("{LOG_LEVEL}", "2")
             .replace("{HTTP_PORT}", &http.to_string())
             .replace("{PUBLISH_PORT}", &publish.to_string())
-            .replace("{PULL_PORT}", &free_port().to_string())
-            .replace("{SUB_PORT}", &free_port().to_string())
-            .replace("{COMMAND_PORT}", &free_port().to_string())
+            .replace("{PULL_PORT}", &zmq_ports[0].to_string())
+            .replace("{SUB_PORT}", &zmq_ports[1].to_string())
+            .replace("{COMMAND_PORT}", &zmq_ports[2].to_string())
             .replace("{SIG_KEY}", SIG_KEY);
         let conf_file = dir.join("pushpin.conf");
         std::fs::write(&conf_file, conf).unwrap();
@@ -106,6 +109,11 @@ kill -KILL "$p" 2>/dev/null; wait"#;
             stdin,
             http: SocketAddr::from(([127, 0, 0, 1], http)),
             publish: SocketAddr::from(([127, 0, 0, 1], publish)),
+            zmq: {
+                let [pull, sub, command] = zmq_ports.map(|p| format!("tcp://127.0.0.1:{p}"));
+                let stats = format!("ipc://{}/pty-stats", run.display());
+                [pull, sub, command, stats]
+            },
             dir: dir.to_path_buf(),
         };
         p.wait_ready();
@@ -216,8 +224,25 @@ fn parity_with_pushpin() {
     let holdfast = Proxy::start({
         let mut c = config(&routes);
         c.grip.sig_key = Some(SIG_KEY.to_string());
+        c.zmq.enabled = true;
+        c.zmq.push_in_spec = "tcp://127.0.0.1:*".into();
+        c.zmq.push_in_sub_specs = vec!["tcp://127.0.0.1:*".into()];
+        c.zmq.command_spec = "tcp://127.0.0.1:*".into();
+        // Pushpin's stats socket reports every 10 s (stats_report_interval), as holdfast's.
+        c.zmq.stats_spec = "tcp://127.0.0.1:*".into();
         c
     });
+    let holdfast_zmq = {
+        let e = holdfast.server().and_then(|s| s.zmq_endpoints.clone());
+        let e = e.expect("holdfast's [zmq] sockets");
+        let one = |s: Option<String>| s.unwrap_or_default();
+        [
+            one(e.pull),
+            one(e.sub.first().cloned()),
+            one(e.command),
+            one(e.stats),
+        ]
+    };
     // The app publishes every event to both proxies (django-grip publishes to all GRIP_PROXIES);
     // `key` is also the key it verifies Grip-Sig with. No control_iss: a `Bearer <key>` header
     // goes along, which both publish APIs ignore (no publish auth configured).
@@ -239,18 +264,18 @@ fn parity_with_pushpin() {
     let only = std::env::var("HOLDFAST_PARITY_ONLY").unwrap_or_default();
     // Both runs at once (each is mostly waiting): the test stays well under a minute.
     let targets = [
-        ("pushpin", pushpin.http, pushpin.publish),
-        ("holdfast", holdfast.http, holdfast.publish),
+        ("pushpin", pushpin.http, pushpin.publish, &pushpin.zmq),
+        ("holdfast", holdfast.http, holdfast.publish, &holdfast_zmq),
     ];
     let outputs: Vec<PathBuf> = targets
         .iter()
-        .map(|(label, _, _)| dir.join(format!("{label}.json")))
+        .map(|(label, ..)| dir.join(format!("{label}.json")))
         .collect();
     let results: Vec<(bool, String, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = targets
             .iter()
             .zip(&outputs)
-            .map(|((label, http, publish), out)| {
+            .map(|((label, http, publish, zmq), out)| {
                 let mut cmd = Command::new(&python);
                 cmd.arg(&script)
                     .arg("scenarios")
@@ -259,13 +284,17 @@ fn parity_with_pushpin() {
                     .args(["--django", &app.port.to_string()])
                     .args(["--label", &format!("{label}x")])
                     .args(["--out", out.to_str().unwrap()])
-                    .args(["--only", &only]);
+                    .args(["--only", &only])
+                    .args(["--zmq-pull", &zmq[0]])
+                    .args(["--zmq-sub", &zmq[1]])
+                    .args(["--zmq-command", &zmq[2]])
+                    .args(["--zmq-stats", &zmq[3]]);
                 scope.spawn(move || run(&mut cmd, Duration::from_secs(90)))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for ((label, _, _), (ok, _, stderr)) in targets.iter().zip(&results) {
+    for ((label, ..), (ok, _, stderr)) in targets.iter().zip(&results) {
         eprintln!("{stderr}");
         assert!(ok, "run.py scenarios against {label} failed");
     }

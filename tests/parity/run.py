@@ -8,6 +8,8 @@ compares two such runs.
       127.0.0.1:DJANGO,over_http` and `* 127.0.0.1:DJANGO`). Writes {scenario: observation} as
       JSON. Channel names carry --label so that two proxies in front of one app never share one;
       observations have the label replaced by "L".
+      With --zmq-pull/--zmq-sub/--zmq-command (the proxy's ZeroMQ endpoints) it also runs the
+      ZeroMQ publishing scenarios of zmq_scenarios.py (pyzmq, tnetstring).
   run.py compare PUSHPIN.json HOLDFAST.json
       Prints every difference, marks the ones explained in EXPECTED below, and exits 1 if any
       difference is not explained.
@@ -111,6 +113,23 @@ EXPECTED = [
         "origin.x_forwarded_proto); the Pushpin config used here has x_forwarded_for empty and "
         "Pushpin 1.36 sends no X-Forwarded-Proto for plain http.",
         lambda a, b: a == ABSENT and b in ("127.0.0.1", "http"),
+    ),
+]
+
+EXPECTED += [
+    (
+        "zmq_command",
+        "conncheck.*",
+        "holdfast does not keep a registry of connection ids across its workers, so the `conncheck` "
+        "command answers `not-supported` where Pushpin answers the ids it knows (here none: []).",
+    ),
+    (
+        "zmq_stats",
+        "report.fields.*",
+        "holdfast's `report` carries from, connections, minutes, received, sent and duration (same "
+        "names and types as Pushpin's); it does not count http-response sends apart, nor client/"
+        "server header, content and message bytes, which Pushpin 1.36 adds.",
+        lambda a, b: a == "int" and b == ABSENT,
     ),
 ]
 
@@ -963,7 +982,21 @@ def run_scenarios(args):
 
     # Scenarios are independent (each has its own channels) and mostly wait: running them at
     # once keeps a whole run near the longest one (about 10 s).
-    todo = [(n, f) for n, f in SCENARIOS if not only or n in only]
+    scenarios = list(SCENARIOS)
+    if args.zmq_command:
+        # ZeroMQ publishing (tests/parity/zmq_scenarios.py, needs pyzmq): only when given the
+        # proxy's PULL, SUB and command endpoints.
+        import zmq_scenarios
+
+        ctx.update(zmq_pull=args.zmq_pull, zmq_sub=args.zmq_sub, zmq_command=args.zmq_command)
+        ctx.update(zmq_stats=args.zmq_stats)
+
+        def bind(fn):
+            deadline = lambda: time.monotonic() + IO_TIMEOUT  # noqa: E731
+            return lambda ctx: fn(ctx, open_stream, read_stream_text, deadline)
+
+        scenarios += [(n, bind(f)) for n, f in zmq_scenarios.SCENARIOS]
+    todo = [(n, f) for n, f in scenarios if not only or n in only]
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = dict(pool.map(one, todo))
     with open(args.out, "w") as f:
@@ -1040,6 +1073,10 @@ def main():
     s.add_argument("--label", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--only", default="")
+    s.add_argument("--zmq-pull", default="", help="the proxy's ZeroMQ PULL endpoint")
+    s.add_argument("--zmq-sub", default="", help="its SUB endpoint (bound)")
+    s.add_argument("--zmq-command", default="", help="its command endpoint")
+    s.add_argument("--zmq-stats", default="", help="its stats (PUB) endpoint")
     s.add_argument("--jobs", type=int, default=8, help="scenarios run at once")
     c = sub.add_parser("compare")
     c.add_argument("a")

@@ -281,6 +281,7 @@ mod tests {
             publish_metrics: Arc::default(),
             admission: crate::runtime::admission::Admission::new(0, 0),
             cluster: None,
+            zmq: None,
         });
         Worker::new(0, shared)
     }
